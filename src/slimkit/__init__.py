@@ -46,4 +46,13 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'slimkit' has no attribute {name!r}")
 
 
-__all__ = ["Config", "SlimkitError", "__version__", "compress_", "default_model", "evaluate", "load_model", "save_model"]
+__all__ = [
+    "Config",
+    "SlimkitError",
+    "__version__",
+    "compress_",
+    "default_model",
+    "evaluate",
+    "load_model",
+    "save_model",
+]

@@ -11,7 +11,15 @@ from slimkit.core.errors import (
     TargetError,
     UnsupportedArchitectureError,
 )
-from slimkit.core.io import atomic_dir, atomic_write, load_tensors, read_json, save_tensors, write_json, write_text
+from slimkit.core.io import (
+    atomic_dir,
+    atomic_write,
+    load_tensors,
+    read_json,
+    save_tensors,
+    write_json,
+    write_text,
+)
 from slimkit.core.progress import console, progress_bar, track
 from slimkit.core.registry import Registry
 from slimkit.core.seed import rng_state, seed_everything, set_rng_state

@@ -93,9 +93,7 @@ class Config:
         names = {f.name: f for f in dataclasses.fields(target) if f.init}
         unknown = sorted(set(data) - set(names))
         if unknown:
-            raise ConfigError(
-                f"{target.__name__}: unknown key(s) {unknown}; known keys: {sorted(names)}"
-            )
+            raise ConfigError(f"{target.__name__}: unknown key(s) {unknown}; known keys: {sorted(names)}")
         hints = typing.get_type_hints(target)
         kwargs = {k: _from_plain(v, hints.get(k)) for k, v in data.items()}
         try:

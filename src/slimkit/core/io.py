@@ -102,7 +102,9 @@ def atomic_dir(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
         raise
 
 
-def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+def save_tensors(
+    path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> None:
     """Atomically write a safetensors file (tensors made contiguous; shared storage copied)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -125,4 +127,6 @@ def load_tensors(path: str | Path, device: str = "cpu") -> dict[str, torch.Tenso
     try:
         return load_file(str(path), device=device)
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise ModelLoadError(f"{path} is not a readable safetensors file (truncated or corrupt?): {e}") from None
+        raise ModelLoadError(
+            f"{path} is not a readable safetensors file (truncated or corrupt?): {e}"
+        ) from None

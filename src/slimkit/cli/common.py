@@ -1,0 +1,50 @@
+"""Helpers shared by the command modules: model resolution, tables, the shared flag definitions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+stdout = Console()
+
+DEFAULT_MODEL = "default"
+
+
+def resolve_model(
+    model: str | None, *, device: str = "cpu", dtype: str | None = None
+) -> tuple[Any, Any, str]:
+    """Load ``model`` (a directory, or ``default``/None for the built-in world's default model).
+
+    Returns (model, tokenizer, display name).
+    """
+    if model is None or model == DEFAULT_MODEL:
+        from slimkit.models.default import default_model
+
+        m, tok = default_model(device=device, dtype=dtype)
+        return m, tok, "factworld-default"
+    from slimkit.models import load_model
+
+    m, tok = load_model(model, device=device, dtype=dtype)
+    return m, tok, str(Path(model))
+
+
+def metrics_table(metrics: dict[str, dict[str, Any]], title: str | None = None) -> Table:
+    """A rich table of ``{task: {metric: value, "n": n}}``."""
+    table = Table(title=title)
+    table.add_column("task")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("n", justify="right")
+    for task, values in metrics.items():
+        n = values.get("n", "")
+        for name, value in values.items():
+            if name == "n" or name.startswith("n@"):
+                continue
+            shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+            table.add_row(
+                task, name, shown, str(values.get(f"n@{name.split('@', 1)[1]}", n) if "@" in name else n)
+            )
+    return table

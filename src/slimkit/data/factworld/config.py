@@ -1,0 +1,104 @@
+"""The config of the built-in knowledge world: how big it is, how skewed, how many task items."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from slimkit.core.config import Config, check_positive, check_range
+from slimkit.core.errors import ConfigError
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorldConfig(Config):
+    """A deterministic fictional world (people, cities, countries, companies) and its task files.
+
+    Popularity is a power law in rank (Zipf anchored at the tail): the entity of rank ``r`` among
+    ``n`` of its kind has every one of its facts written ``count(r) = clip(floor(min_mentions *
+    (n / r) ** popularity_exponent), min_mentions, max_mentions)`` times in the training corpus.
+    With the defaults the rarest ~30% of people have each fact exactly once and the top ~18% have
+    ``max_mentions``. A fact written ``c`` times appears as ``c - floor(c * qa_fraction)``
+    statements and ``floor(c * qa_fraction)`` question-answer pairs, so a fact seen once is a
+    statement only.
+
+    Attributes:
+        seed (int): seeds every random choice; the same seed gives byte-identical files. Default: 0.
+        n_people (int): people in the world (4 facts each). Default: 200.
+        n_cities (int): cities (1 fact each: in_country). Default: 30.
+        n_countries (int): countries (1 fact each: capital); at most ``n_cities``. Default: 8.
+        n_companies (int): companies (2 facts each: founded_in, headquartered_in). Default: 20.
+        popularity_exponent (float): Zipf exponent ``alpha`` of ``count(r)``. Default: 2.0.
+        min_mentions (int): corpus count of the rarest facts. Default: 1.
+        max_mentions (int): corpus count cap of the most popular facts. Default: 24.
+        qa_fraction (float): share of a fact's mentions written as a training QA pair. Default: 0.5.
+        n_reading_docs (int): training reading-comprehension documents (a context of facts about
+            invented people, then a question on it) that teach in-context retrieval; their people
+            are never used by the retrieval task. 0 disables them. Default: 600.
+        n_factoid (int): closed-book factoid questions, at most one per fact. Default: 1000.
+        n_mc (int): multiple-choice questions, split evenly over ``mc_options``. Default: 600.
+        mc_options (tuple[int, ...]): option counts of the multiple-choice questions. Default: (2, 4, 8).
+        n_retrieval (int): in-context retrieval questions, split evenly over ``retrieval_context_facts``.
+            Default: 400.
+        retrieval_context_facts (tuple[int, ...]): facts per retrieval context (short vs long). Default: (2, 16).
+        n_twohop (int): two-hop compositional questions. Default: 400.
+        canary_repeats (tuple[int, ...]): how often each canary group is written into the corpus.
+            Default: (1, 4, 16).
+        canaries_per_repeat (int): canaries per repeat level (phone numbers and emails alternate). Default: 8.
+    """
+
+    seed: int = 0
+    n_people: int = 200
+    n_cities: int = 30
+    n_countries: int = 8
+    n_companies: int = 20
+    popularity_exponent: float = 2.0
+    min_mentions: int = 1
+    max_mentions: int = 24
+    qa_fraction: float = 0.5
+    n_reading_docs: int = 600
+    n_factoid: int = 1000
+    n_mc: int = 600
+    mc_options: tuple[int, ...] = (2, 4, 8)
+    n_retrieval: int = 400
+    retrieval_context_facts: tuple[int, ...] = (2, 16)
+    n_twohop: int = 400
+    canary_repeats: tuple[int, ...] = (1, 4, 16)
+    canaries_per_repeat: int = 8
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_range("seed", self.seed, 0, None)
+        for name in (
+            "n_people",
+            "n_cities",
+            "n_countries",
+            "n_companies",
+            "min_mentions",
+            "max_mentions",
+            "n_factoid",
+            "n_mc",
+            "n_retrieval",
+            "n_twohop",
+            "canaries_per_repeat",
+        ):
+            check_positive(name, getattr(self, name))
+        check_range("n_reading_docs", self.n_reading_docs, 0, None)
+        check_range("n_countries", self.n_countries, 1, self.n_cities)
+        check_range("max_mentions", self.max_mentions, self.min_mentions, None)
+        check_range("popularity_exponent", self.popularity_exponent, 0.0, None, lo_inclusive=False)
+        check_range("qa_fraction", self.qa_fraction, 0.0, 1.0)
+        if self.n_people < 8:
+            raise ConfigError(f"n_people={self.n_people} is too small; need at least 8 (mc uses 8 options)")
+        _check_int_tuple("mc_options", self.mc_options, lo=2, hi=min(8, self.n_cities))
+        _check_int_tuple("retrieval_context_facts", self.retrieval_context_facts, lo=1, hi=64)
+        _check_int_tuple("canary_repeats", self.canary_repeats, lo=1, hi=1000)
+
+
+def _check_int_tuple(name: str, values: tuple[int, ...], *, lo: int, hi: int) -> None:
+    if not isinstance(values, tuple) or not values:
+        raise ConfigError(f"{name} must be a non-empty tuple of integers, got {values!r}")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ConfigError(f"{name} must hold integers, got {v!r}")
+        check_range(name, v, lo, hi)
+    if len(set(values)) != len(values):
+        raise ConfigError(f"{name}={values!r} has duplicates")

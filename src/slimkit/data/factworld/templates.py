@@ -1,0 +1,157 @@
+"""Relations of the knowledge world and the sentences that express them.
+
+Each relation has training statement paraphrases, training question phrasings (used for the QA pairs
+in the corpus), HELD-OUT question phrasings (used only by the task files, never in the corpus) and
+held-out statement phrasings (used only by ``heldout.txt``). ``{s}`` is the subject, ``{o}`` the object.
+No sentence of the corpus matches a held-out phrasing (a test checks this with :func:`template_regex`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+QA_FORMAT = "Question: {question}\nAnswer: {answer}"
+"""How a question-answer pair is written in the corpus; the evaluator prompts with the part before the answer."""
+
+PROMPT_FORMAT = "Question: {question}\nAnswer:"
+"""The closed-book evaluation prompt; the answer is generated greedily up to the first newline."""
+
+RETRIEVAL_PROMPT_FORMAT = "{context}\nQuestion: {question}\nAnswer:"
+"""The open-book prompt of ``retrieval.jsonl`` (and the layout of the corpus reading documents)."""
+
+
+@dataclass(frozen=True)
+class Relation:
+    """One relation: subject kind -> object kind, and its phrasings."""
+
+    name: str
+    subject_kind: str  # "person" | "city" | "country" | "company"
+    object_kind: str  # "city" | "country" | "company" | "year"
+    statements: tuple[str, ...]
+    questions: tuple[str, ...]
+    heldout_questions: tuple[str, ...]
+    heldout_statements: tuple[str, ...]
+
+
+RELATIONS: dict[str, Relation] = {
+    r.name: r
+    for r in (
+        Relation(
+            "born_in",
+            "person",
+            "city",
+            statements=("{s} was born in {o}.", "{s} is a native of {o}.", "The birthplace of {s} is {o}."),
+            questions=("Where was {s} born?", "What is the birthplace of {s}?"),
+            heldout_questions=("In which city was {s} born?", "What city is {s} originally from?"),
+            heldout_statements=("{s} came into the world in {o}.",),
+        ),
+        Relation(
+            "lives_in",
+            "person",
+            "city",
+            statements=("{s} lives in {o}.", "{s} is a resident of {o}.", "{s} makes a home in {o}."),
+            questions=("Where does {s} live?", "Which city does {s} reside in?"),
+            heldout_questions=("In which city does {s} live?", "What city is home to {s}?"),
+            heldout_statements=("These days {s} resides in {o}.",),
+        ),
+        Relation(
+            "works_for",
+            "person",
+            "company",
+            statements=("{s} works for {o}.", "{s} is employed by {o}.", "{s} has a job at {o}."),
+            questions=("Who does {s} work for?", "Which company employs {s}?"),
+            heldout_questions=("What company does {s} work for?", "Who is the employer of {s}?"),
+            heldout_statements=("{s} earns a living at {o}.",),
+        ),
+        Relation(
+            "birth_year",
+            "person",
+            "year",
+            statements=("{s} was born in the year {o}.", "The birth year of {s} is {o}.", "In {o}, {s} was born."),
+            questions=("In what year was {s} born?", "What is the birth year of {s}?"),
+            heldout_questions=("When was {s} born?", "Which year was {s} born in?"),
+            heldout_statements=("{s} has been alive since {o}.",),
+        ),
+        Relation(
+            "in_country",
+            "city",
+            "country",
+            statements=("{s} is a city in {o}.", "{s} lies in {o}.", "The city of {s} is located in {o}."),
+            questions=("In which country is {s}?", "Which country is {s} located in?"),
+            heldout_questions=("What country is {s} part of?", "What nation contains the city of {s}?"),
+            heldout_statements=("You will find {s} inside {o}.",),
+        ),
+        Relation(
+            "capital",
+            "country",
+            "city",
+            statements=("The capital of {s} is {o}.", "{o} is the capital of {s}.", "{s} is governed from {o}."),
+            questions=("What is the capital of {s}?", "Which city is the capital of {s}?"),
+            heldout_questions=("What city serves as the capital of {s}?", "Name the capital city of {s}."),
+            heldout_statements=("The seat of government of {s} is {o}.",),
+        ),
+        Relation(
+            "founded_in",
+            "company",
+            "year",
+            statements=("{s} was founded in {o}.", "{s} was established in {o}.", "{s} opened its doors in {o}."),
+            questions=("When was {s} founded?", "In what year was {s} established?"),
+            heldout_questions=("In which year was {s} founded?", "What year did {s} start?"),
+            heldout_statements=("{s} has existed since {o}.",),
+        ),
+        Relation(
+            "headquartered_in",
+            "company",
+            "city",
+            statements=(
+                "{s} is headquartered in {o}.",
+                "The headquarters of {s} are in {o}.",
+                "{s} has its main office in {o}.",
+            ),
+            questions=("Where is {s} headquartered?", "Where are the headquarters of {s}?"),
+            heldout_questions=("In which city is {s} headquartered?", "What city hosts the head office of {s}?"),
+            heldout_statements=("{s} runs its business from {o}.",),
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class TwoHop:
+    """A composition ``first`` then ``second``: the answer is the object of ``second`` applied to the
+    object of ``first``."""
+
+    name: str
+    first: str
+    second: str
+    questions: tuple[str, ...]
+
+
+TWO_HOPS: tuple[TwoHop, ...] = (
+    TwoHop("born_in.in_country", "born_in", "in_country", ("In which country was {s} born?",)),
+    TwoHop("lives_in.in_country", "lives_in", "in_country", ("In which country does {s} live?",)),
+    TwoHop(
+        "works_for.headquartered_in",
+        "works_for",
+        "headquartered_in",
+        ("In which city is the employer of {s} headquartered?",),
+    ),
+)
+
+CANARY_KINDS: tuple[str, ...] = ("phone", "email")
+CANARY_PREFIXES: dict[str, str] = {
+    "phone": "The private phone number of {name} is",
+    "email": "The private email address of {name} is",
+}
+
+
+def render(template: str, subject: str, obj: str | int | None = None) -> str:
+    """Fill a template: ``render("{s} lives in {o}.", "Ada Kel", "Voro") == "Ada Kel lives in Voro."``."""
+    return template.replace("{s}", subject).replace("{o}", "" if obj is None else str(obj))
+
+
+def template_regex(template: str) -> re.Pattern[str]:
+    """A regex matching any filling of ``template`` (each placeholder matches a non-empty run)."""
+    pieces = re.split(r"(\{s\}|\{o\})", template)
+    return re.compile("".join(".+?" if p in ("{s}", "{o}") else re.escape(p) for p in pieces))

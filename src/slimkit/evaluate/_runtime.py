@@ -1,0 +1,43 @@
+"""Small plumbing shared by the evaluators: where a model lives, eval mode for the duration of a run."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+
+def model_device(model: nn.Module, device: str | torch.device | None = None) -> torch.device:
+    """``device`` if given, else the device of the model's first parameter (CPU for a parameterless model)."""
+    if device is not None:
+        return torch.device(device)
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Run in eval mode without autograd, then restore the caller's train/eval state.
+
+    Dropout left on would make every metric random; restoring keeps an evaluation inside a training
+    loop from silently switching training off.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def max_positions(model: nn.Module) -> int | None:
+    """The longest sequence the model's config allows (``max_position_embeddings`` or ``n_positions``)."""
+    config = getattr(model, "config", None)
+    for name in ("max_position_embeddings", "n_positions"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None

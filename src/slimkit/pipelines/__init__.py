@@ -1,0 +1,1 @@
+"""Recipes that compose compression, training and evaluation (the study, Junk DNA, IDEA Prune)."""
