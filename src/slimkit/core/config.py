@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import types
 import typing
 from pathlib import Path
@@ -135,10 +136,31 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads ``3e-4`` as a float (YAML 1.2), not a string as YAML 1.1 does."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
 def load_yaml_text(text: str, source: str = "<string>") -> Any:
-    """``yaml.safe_load`` with a :class:`ConfigError` (naming the line) for malformed YAML."""
+    """``yaml.safe_load`` with a :class:`ConfigError` (naming the line) for malformed YAML.
+
+    Scientific notation without a dot (``3e-4``) is read as a float.
+    """
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

@@ -60,9 +60,7 @@ def source_schemes() -> list[str]:
     return sorted(_SCHEMES)
 
 
-def read_documents(
-    spec: str | Path, *, column: str | None = None, split: str | None = None
-) -> list[str]:
+def read_documents(spec: str | Path, *, column: str | None = None, split: str | None = None) -> list[str]:
     """Read the documents of a text source (see the module docstring for the accepted specs).
 
     Args:
@@ -78,13 +76,14 @@ def read_documents(
         DataError: missing file, unknown extension, missing column (the message lists the available
             ones), a source with no non-whitespace text, or a missing optional package.
     """
-    if isinstance(spec, str) and (m := _SCHEME.match(spec)) and m.group(1) in _SCHEMES:
-        if not Path(spec).exists():
-            if column is not None or split is not None:
-                raise DataError(f"{spec}: column= and split= do not apply to a '{m.group(1)}:' source")
-            docs = list(_SCHEMES[m.group(1)](m.group(2)))
-            _check_texts(docs, spec)
-            return docs
+    # a scheme spec, unless a file of that very name exists
+    scheme = _SCHEME.match(spec) if isinstance(spec, str) and not Path(spec).exists() else None
+    if scheme is not None and scheme.group(1) in _SCHEMES:
+        if column is not None or split is not None:
+            raise DataError(f"{spec}: column= and split= do not apply to a '{scheme.group(1)}:' source")
+        docs = list(_SCHEMES[scheme.group(1)](scheme.group(2)))
+        _check_texts(docs, str(spec))
+        return docs
 
     path, column = _split_column_suffix(Path(spec), column)
     if not path.exists():
@@ -188,7 +187,9 @@ _WORLD_PARTS: dict[str, str] = {"heldout": "heldout_documents", "corpus": "corpu
 
 def _resolve_world(part: str) -> list[str]:
     if part not in _WORLD_PARTS:
-        raise DataError(f"world:{part}: unknown part {part!r}; use one of {[f'world:{p}' for p in _WORLD_PARTS]}")
+        raise DataError(
+            f"world:{part}: unknown part {part!r}; use one of {[f'world:{p}' for p in _WORLD_PARTS]}"
+        )
     return list(getattr(_default_world(), _WORLD_PARTS[part])())
 
 
@@ -210,7 +211,9 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg}); expected one object per line") from None
+            raise DataError(
+                f"{path}:{lineno}: not valid JSON ({e.msg}); expected one object per line"
+            ) from None
         if not isinstance(row, dict):
             raise DataError(f"{path}:{lineno}: expected a JSON object per line, got {type(row).__name__}")
         yield lineno, row
@@ -245,7 +248,9 @@ def _as_text(value: Any, where: str) -> str:
 
 def _check_texts(docs: Sequence[str], where: str) -> None:
     if not any(isinstance(d, str) and d.strip() for d in docs):
-        raise DataError(f"{where}: the text source is empty (no non-whitespace text in {len(docs)} documents)")
+        raise DataError(
+            f"{where}: the text source is empty (no non-whitespace text in {len(docs)} documents)"
+        )
 
 
 def _optional_import(module: str, package: str, purpose: str) -> Any:

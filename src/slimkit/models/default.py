@@ -158,10 +158,9 @@ def build_default_architecture(recipe: DefaultModelRecipe, vocab_size: int, toke
 
 
 def _train_default(recipe: DefaultModelRecipe, path: Path) -> None:
-    from slimkit.models.loading import save_model
-
     from slimkit.data.factworld import WorldConfig, generate_world
     from slimkit.data.tokenizer import train_bpe_tokenizer
+    from slimkit.models.loading import save_model
     from slimkit.train import TrainConfig, tokenize_documents, train
 
     console().print(f"[bold]slimkit[/bold]: training the default world model (first use; cached in {path})")

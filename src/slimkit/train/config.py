@@ -11,7 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from slimkit.core.config import Config, check_positive, check_range
+import torch
+
+from slimkit.core.config import Config, check_range
 from slimkit.core.errors import ConfigError
 
 
@@ -129,8 +131,12 @@ class TrainConfig(Config):
             check_range("TrainConfig.grad_clip", self.grad_clip, 0.0, None)
         check_range("TrainConfig.checkpoint_every", self.checkpoint_every, 0, None)
         check_range("TrainConfig.seed", self.seed, 0, None)
-        if not self.device.strip():
-            raise ConfigError("TrainConfig.device must name a torch device such as 'cpu' or 'cuda'")
+        try:
+            torch.device(self.device)
+        except RuntimeError:
+            raise ConfigError(
+                f"TrainConfig.device={self.device!r} is not a torch device (e.g. 'cpu', 'cuda', 'cuda:1')"
+            ) from None
 
     @property
     def tokens_per_step(self) -> int:
@@ -153,14 +159,10 @@ def _optimizer_from_mapping(data: Mapping[str, Any]) -> Config:
     try:
         cls = OPTIMIZERS.config_for(name)
     except KeyError:
-        raise ConfigError(f"TrainConfig.optimizer.name={name!r} is unknown; known: {OPTIMIZERS.names()}") from None
+        raise ConfigError(
+            f"TrainConfig.optimizer.name={name!r} is unknown; known: {OPTIMIZERS.names()}"
+        ) from None
     return cls.from_dict(data)
 
 
-def trajectory_fields(cfg: TrainConfig) -> dict[str, Any]:
-    """The config fields that determine the loss curve (all but :data:`RESUME_MUTABLE_FIELDS`)."""
-    data = cfg.to_dict()
-    return {k: v for k, v in data.items() if k not in RESUME_MUTABLE_FIELDS}
-
-
-__all__ = ["RESUME_MUTABLE_FIELDS", "AdamWConfig", "OptimizerConfig", "TrainConfig", "trajectory_fields"]
+__all__ = ["RESUME_MUTABLE_FIELDS", "AdamWConfig", "OptimizerConfig", "TrainConfig"]

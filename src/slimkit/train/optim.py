@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from slimkit.core.errors import SlimkitError
 from slimkit.core.registry import Registry
 from slimkit.train.config import AdamWConfig, OptimizerConfig
 
@@ -73,7 +74,7 @@ def build_adamw(model_or_groups: nn.Module | Iterable[Any], cfg: AdamWConfig) ->
     """``torch.optim.AdamW`` over the trainable parameters (decay only on weight matrices)."""
     groups = as_param_groups(model_or_groups, cfg.weight_decay)
     if not groups:
-        raise ValueError("the model has no trainable parameters (every parameter has requires_grad=False)")
+        raise SlimkitError("the model has no trainable parameters (every parameter has requires_grad=False)")
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
 
 

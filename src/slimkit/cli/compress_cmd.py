@@ -1,0 +1,66 @@
+"""``slimkit compress MODEL --method M ... --out DIR``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from slimkit.cli.common import resolve_model, stdout
+
+HELP = (
+    "Compress a model directory (or `default`) and save the result to --out.\n\n"
+    "Pruning methods: magnitude (data-free), wanda, sparsegpt (calibrated on --calib text: the world corpus "
+    "by default). Patterns: unstructured or N:M along the input dimension. OWL allocates per-block sparsity "
+    "from outlier ratios.\n\n"
+    "Examples:\n\n"
+    "    slimkit compress default --method wanda --sparsity 0.5 --out wanda50\n\n"
+    "    slimkit compress default --method sparsegpt --sparsity 0.5 --pattern 2:4 --out sgpt24\n\n"
+    "    slimkit compress ./llama --method wanda --sparsity 0.7 --allocation owl --owl-m 5 --owl-lambda 0.08 "
+    "--calib c4.jsonl --nsamples 128 --seqlen 2048 --device cuda --out llama-owl70\n\n"
+    "    slimkit compress default --method magnitude --sparsity 0.5 --storage bitmask --out mag50"
+)
+
+
+def compress(
+    model: str = typer.Argument(..., help="Model directory, or `default` (the built-in world's model)."),
+    method: str = typer.Option(..., "--method", help="Compression method (magnitude | wanda | sparsegpt)."),
+    sparsity: float = typer.Option(0.5, "--sparsity", help="Fraction of weights to remove, in [0, 1)."),
+    pattern: str = typer.Option("unstructured", "--pattern", help="unstructured | N:M (e.g. 2:4)."),
+    allocation: str | None = typer.Option(None, "--allocation", help="Per-block sparsity allocation: owl."),
+    owl_m: float = typer.Option(5.0, "--owl-m", help="OWL outlier threshold M (outlier: score > M x mean)."),
+    owl_lambda: float = typer.Option(0.08, "--owl-lambda", help="OWL spread: block sparsities in [S-λ, S+λ]."),
+    targets: list[str] = typer.Option([], "--target", help="Module pattern to compress (repeatable; `re:` regex)."),
+    ignore: list[str] = typer.Option([], "--ignore", help="Module pattern to skip (repeatable; `re:` regex)."),
+    calib: str | None = typer.Option(None, "--calib", help="Calibration text source (default: world corpus)."),
+    nsamples: int = typer.Option(128, "--nsamples", help="Calibration sequences."),
+    seqlen: int = typer.Option(128, "--seqlen", help="Calibration sequence length."),
+    seed: int = typer.Option(0, "--seed", help="Calibration sampling seed."),
+    device: str = typer.Option("cpu", "--device", help="Compute device for one block at a time (cpu | cuda)."),
+    dtype: str | None = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 (default: as saved)."),
+    storage: str = typer.Option("dense", "--storage", help="dense (plain HF, zeros) | bitmask (compact)."),
+    out: Path = typer.Option(..., "--out", help="Output model directory (written atomically)."),
+) -> None:
+    from slimkit.compress import build_config, calibration_for, compress_, save_compressed
+
+    cfg = build_config(
+        method,
+        sparsity=sparsity,
+        pattern=pattern,
+        allocation=allocation,
+        owl_m=owl_m,
+        owl_lambda=owl_lambda,
+        targets=tuple(targets),
+        ignore=tuple(ignore),
+    )
+    m, tok, name = resolve_model(model, device="cpu", dtype=dtype)
+    calib_ids = calibration_for(cfg, tok, calib, nsamples=nsamples, seqlen=seqlen, seed=seed)
+    report = compress_(m, cfg, calib=calib_ids, device=device)
+    parent = None if model == "default" else model
+    if parent is None:
+        from slimkit.models.default import default_model_dir
+
+        parent = default_model_dir()
+    save_compressed(m, tok, out, report, storage=storage, parent=parent)
+    stdout.print(report.summary_table())
+    stdout.print(f"saved to {out}")

@@ -1,0 +1,158 @@
+"""The CLI contract: --help everywhere, exit 2 with one line on bad input, nothing partial written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+
+from slimkit.cli.errors import run_cli
+from slimkit.cli.main import app
+
+COMMAND = typer.main.get_command(app)
+
+
+def run(args: list[str], capsys) -> tuple[int, str, str]:
+    code = run_cli(COMMAND, [str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(code: int, err: str, *needles: str) -> None:
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    for needle in needles:
+        assert needle.lower() in err.lower(), (needle, err)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    from slimkit.models import save_model, tiny_model, tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    out = tmp_path_factory.mktemp("tiny") / "model"
+    save_model(tiny_model("llama", vocab_size=len(tok)), tok, out)
+    return out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [[], ["world"], ["world", "build"], ["train"], ["eval"], ["study"], ["generate"], ["world", "model"]],
+)
+def test_help_has_examples(args, capsys):
+    code, out, _ = run([*args, "--help"], capsys)
+    assert code == 0
+    assert "Usage" in out
+    if args and args != ["world"]:
+        assert "Example" in out
+
+
+def test_missing_model_path(tmp_path, capsys):
+    code, _, err = run(["eval", tmp_path / "nope", "--suite", "ppl", "--out", tmp_path / "r.json"], capsys)
+    assert_one_line_error(code, err, "nope")
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_directory_without_weights(tmp_path, tiny_dir, capsys):
+    d = tmp_path / "noweights"
+    d.mkdir()
+    (d / "config.json").write_text((tiny_dir / "config.json").read_text())
+    code, _, err = run(["eval", d, "--suite", "ppl"], capsys)
+    assert_one_line_error(code, err, "weights")
+
+
+def test_truncated_safetensors(tmp_path, tiny_dir, capsys):
+    d = tmp_path / "trunc"
+    d.mkdir()
+    for f in tiny_dir.iterdir():
+        data = f.read_bytes()
+        (d / f.name).write_bytes(data[: len(data) // 2] if f.suffix == ".safetensors" else data)
+    code, _, err = run(["eval", d, "--suite", "ppl"], capsys)
+    assert_one_line_error(code, err, "safetensors")
+
+
+def test_pickle_only_checkpoint_refused(tmp_path, tiny_dir, capsys):
+    d = tmp_path / "pickle"
+    d.mkdir()
+    (d / "config.json").write_text((tiny_dir / "config.json").read_text())
+    (d / "pytorch_model.bin").write_bytes(b"\x80\x04not really a pickle")
+    code, _, err = run(["eval", d, "--suite", "ppl"], capsys)
+    assert_one_line_error(code, err, "pickle")
+
+
+def test_unsupported_architecture(tmp_path, tiny_dir, capsys):
+    d = tmp_path / "bert"
+    d.mkdir()
+    cfg = json.loads((tiny_dir / "config.json").read_text())
+    cfg["model_type"] = "bert"
+    (d / "config.json").write_text(json.dumps(cfg))
+    (d / "model.safetensors").write_bytes((tiny_dir / "model.safetensors").read_bytes())
+    code, _, err = run(["eval", d, "--suite", "ppl"], capsys)
+    assert_one_line_error(code, err, "bert", "llama")
+
+
+def test_malformed_yaml(tmp_path, capsys):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("train: {steps: 3\nout: [unclosed\n")
+    code, _, err = run(["train", cfg], capsys)
+    assert_one_line_error(code, err, "yaml")
+
+
+def test_unknown_config_key(tmp_path, capsys):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("train:\n  steps: 3\n  stepz: 4\n")
+    code, _, err = run(["train", cfg], capsys)
+    assert_one_line_error(code, err, "stepz")
+
+
+@pytest.mark.parametrize("people", ["0", "-3"])
+def test_zero_or_negative_world_size(tmp_path, people, capsys):
+    out = tmp_path / "world"
+    code, _, err = run(["world", "build", "--out", out, "--people", people], capsys)
+    assert_one_line_error(code, err, "n_people")
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_zero_seqlen(tmp_path, tiny_dir, capsys):
+    text = tmp_path / "t.txt"
+    text.write_text("word " * 500)
+    code, _, err = run(["eval", tiny_dir, "--suite", "ppl", "--data", text, "--seqlen", "0"], capsys)
+    assert_one_line_error(code, err, "seqlen")
+
+
+def test_text_shorter_than_one_window(tmp_path, tiny_dir, capsys):
+    text = tmp_path / "short.txt"
+    text.write_text("Only a few words here.")
+    out = tmp_path / "r.json"
+    code, _, err = run(["eval", tiny_dir, "--suite", "ppl", "--data", text, "--seqlen", "128", "--out", out], capsys)
+    assert_one_line_error(code, err, "seqlen")
+    assert not out.exists()
+
+
+def test_unknown_suite(tmp_path, tiny_dir, capsys):
+    code, _, err = run(["eval", tiny_dir, "--suite", "nonsense"], capsys)
+    assert_one_line_error(code, err, "nonsense")
+
+
+def test_eval_ppl_writes_results(tmp_path, tiny_dir, capsys):
+    text = tmp_path / "t.txt"
+    text.write_text("The quick brown fox jumps over the lazy dog. " * 80)
+    out = tmp_path / "r.json"
+    code, stdout, err = run(["eval", tiny_dir, "--suite", "ppl", "--data", text, "--seqlen", "32", "--out", out], capsys)
+    assert code == 0, err
+    results = json.loads(out.read_text())
+    assert set(results) >= {"model", "provenance", "metrics"}
+    assert results["metrics"]["ppl"]["n"] > 0
+    assert "perplexity" in stdout
+
+
+def test_world_build_cli(tmp_path, capsys):
+    out = tmp_path / "world"
+    code, _, err = run(["world", "build", "--out", out, "--seed", "1", "--people", "40"], capsys)
+    assert code == 0, err
+    assert (out / "factoid.jsonl").is_file() and (out / "corpus.txt").is_file()

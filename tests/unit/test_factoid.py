@@ -1,0 +1,239 @@
+"""Factoid QA: answer normalisation, matching, records, batched greedy generation, the suite."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+from slimkit.core.errors import ConfigError, DataError
+from slimkit.data.tokenizer import train_bpe_tokenizer
+from slimkit.evaluate import (
+    FactoidTaskConfig,
+    contains_match,
+    evaluate,
+    evaluate_factoid,
+    exact_match,
+    greedy_generate,
+    normalize_answer,
+    read_jsonl,
+    validate_results,
+)
+from slimkit.evaluate import factoid as factoid_module
+from slimkit.evaluate.generation import left_pad
+
+TEXTS = [
+    "Question: Where was Ada Vell born?\nAnswer: Lorin",
+    "Question: Who founded Kestrel Mills?\nAnswer: Bo Tarn",
+    "The quick brown fox jumps over the lazy dog in the city of Quell.",
+] * 4
+PROMPTS = [
+    "Question: Where was Ada Vell born?\nAnswer:",
+    "Bo",
+    "Question: Who founded Kestrel Mills, and in which year did the mills first open?\nAnswer:",
+    "The quick brown",
+    "Lorin",
+    "Question: Who?\nAnswer:",
+]
+RECORDS = [
+    {
+        "id": "q1",
+        "question": "Where was Ada Vell born?",
+        "answers": ["Lorin"],
+        "tags": {"popularity_half": "popular"},
+    },
+    {
+        "id": "q2",
+        "question": "Who founded Kestrel Mills?",
+        "answers": ["Bo Tarn", "B. Tarn"],
+        "tags": {"popularity_half": "rare"},
+    },
+    {"id": "q3", "question": "When?", "answers": ["1907"], "tags": {"popularity_half": "rare"}},
+    {"id": "q4", "question": "Which city?", "answers": ["The Quell"]},
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return train_bpe_tokenizer(TEXTS, vocab_size=320, min_frequency=1)
+
+
+def _llama(tokenizer):
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        initializer_range=0.2,  # peaked logits, so argmax never rests on a float-noise tie
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    return LlamaForCausalLM(cfg).float().eval()
+
+
+def _gpt2(tokenizer):
+    torch.manual_seed(0)
+    cfg = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_embd=64,
+        n_layer=2,
+        n_head=4,
+        n_positions=128,
+        initializer_range=0.2,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    return GPT2LMHeadModel(cfg).float().eval()
+
+
+# -- normalisation and matching ------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("raw", "norm"),
+    [
+        ("The  Eiffel Tower!", "eiffel tower"),
+        ("  an apple, a pear ", "apple pear"),
+        ("Theater", "theater"),  # articles only as whole words
+        ("U.S.A.", "usa"),
+        ("", ""),
+    ],
+)
+def test_normalize_answer(raw, norm):
+    assert normalize_answer(raw) == norm
+
+
+def test_exact_and_contains_match():
+    assert exact_match(" lorin.", ["Lorin"])
+    assert not exact_match("Lorin, a city", ["Lorin"])
+    assert contains_match("Lorin, a city", ["Lorin"])
+    assert exact_match("b tarn", ["Bo Tarn", "B. Tarn"])
+    assert not contains_match("Quell", ["Lorin", "Varn"])
+    # an answer that normalises to nothing must not be "contained" in everything
+    assert not contains_match("Lorin", ["The"])
+    assert contains_match("the", ["The"])
+
+
+# -- records -------------------------------------------------------------------------------------------
+def test_read_jsonl_names_missing_fields(tmp_path):
+    p = tmp_path / "factoid.jsonl"
+    p.write_text(json.dumps(RECORDS[0]) + "\n" + json.dumps({"id": "x", "question": "q"}) + "\n")
+    with pytest.raises(
+        DataError, match=r"factoid.jsonl:2: missing field\(s\) \['answers'\]; each line needs"
+    ):
+        read_jsonl(p, ("id", "question", "answers"))
+    with pytest.raises(DataError, match="not found"):
+        read_jsonl(tmp_path / "none.jsonl", ("id",))
+
+
+def test_bad_and_empty_tasks(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    with pytest.raises(DataError, match="empty"):
+        evaluate_factoid(None, None, empty)
+    with pytest.raises(DataError, match="empty"):
+        evaluate_factoid(None, None, [])
+    with pytest.raises(DataError, match="'answers' must be a non-empty list"):
+        evaluate_factoid(None, None, [{"id": "a", "question": "q", "answers": "Lorin"}])
+    with pytest.raises(DataError, match="needs data"):
+        evaluate_factoid(None, None)
+
+
+def test_config_validation():
+    with pytest.raises(ConfigError, match="must contain {question}"):
+        FactoidTaskConfig(prompt_template="Q: ")
+    with pytest.raises(ConfigError, match="may only use the field"):
+        FactoidTaskConfig(prompt_template="{context} {question}")
+    with pytest.raises(ConfigError, match="max_new_tokens"):
+        FactoidTaskConfig(max_new_tokens=0)
+    cfg = FactoidTaskConfig(data=[dict(r) for r in RECORDS], group_by_tags=["popularity_half"])
+    assert isinstance(cfg.data, tuple) and cfg.group_by_tags == ("popularity_half",)
+    assert FactoidTaskConfig.from_json(cfg.to_json()) == cfg
+
+
+# -- metrics -------------------------------------------------------------------------------------------
+def test_metrics_and_groups(monkeypatch):
+    canned = {
+        "Where was Ada Vell born?": "Lorin",
+        "Who founded Kestrel Mills?": "it was B. Tarn",
+        "When?": "1906",
+    }
+
+    def fake_generate(model, tokenizer, prompts, **kwargs):
+        return [canned.get(p.split("Question: ")[1].split("\n")[0], "Quell") for p in prompts]
+
+    monkeypatch.setattr(factoid_module, "greedy_generate", fake_generate)
+    records = copy.deepcopy(RECORDS)
+    out = evaluate_factoid(None, None, records, return_examples=True)
+    assert out["n"] == 4
+    assert out["exact_match"] == pytest.approx(2 / 4)  # q1 and q4 ("Quell" vs "The Quell")
+    assert out["contains"] == pytest.approx(3 / 4)
+    assert out["exact_match@popularity_half=popular"] == 1.0
+    assert out["n@popularity_half=rare"] == 2
+    assert out["exact_match@popularity_half=rare"] == 0.0 and out["contains@popularity_half=rare"] == 0.5
+    assert [e["prediction"] for e in out["examples"]] == ["Lorin", "it was B. Tarn", "1906", "Quell"]
+    assert records == RECORDS  # inputs untouched
+    assert evaluate_factoid(None, None, records, FactoidTaskConfig(limit=1))["n"] == 1
+
+
+# -- generation ----------------------------------------------------------------------------------------
+def test_left_pad():
+    ids, mask = left_pad([[5, 6, 7], [8]], pad_id=0)
+    assert ids.tolist() == [[5, 6, 7], [0, 0, 8]]
+    assert mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+
+
+@pytest.mark.parametrize("build", [_llama, _gpt2], ids=["llama-rope", "gpt2-absolute-positions"])
+def test_batched_generation_equals_one_by_one(tokenizer, build):
+    # llama's RoPE only sees relative positions, so a wrong offset from padding would go unnoticed
+    # there; GPT-2's learned absolute positions make the check catch position ids not taken from the mask
+    model = build(tokenizer)
+    batched = greedy_generate(
+        model, tokenizer, PROMPTS, max_new_tokens=8, batch_size=4, stop_at_newline=False
+    )
+    single = [
+        greedy_generate(model, tokenizer, [p], max_new_tokens=8, stop_at_newline=False)[0] for p in PROMPTS
+    ]
+    assert batched == single
+    assert any(batched)  # something was generated
+    again = greedy_generate(model, tokenizer, PROMPTS, max_new_tokens=8, batch_size=3, stop_at_newline=False)
+    assert again == batched
+
+
+def test_generation_ignores_tokenizer_padding_side_and_missing_pad(tokenizer):
+    model = _llama(tokenizer)
+    expected = greedy_generate(
+        model, tokenizer, PROMPTS, max_new_tokens=6, batch_size=1, stop_at_newline=False
+    )
+    right = copy.deepcopy(tokenizer)
+    right.padding_side = "right"
+    assert greedy_generate(model, right, PROMPTS, max_new_tokens=6, stop_at_newline=False) == expected
+    assert right.padding_side == "right"
+    no_pad = copy.deepcopy(tokenizer)
+    no_pad.pad_token = None
+    assert greedy_generate(model, no_pad, PROMPTS, max_new_tokens=6, stop_at_newline=False) == expected
+
+
+def test_stop_at_newline_cuts_the_first_line(tokenizer):
+    model = _llama(tokenizer)
+    full = greedy_generate(model, tokenizer, PROMPTS, max_new_tokens=12, stop_at_newline=False)
+    cut = greedy_generate(model, tokenizer, PROMPTS, max_new_tokens=12)
+    assert cut == [t.split("\n", 1)[0] for t in full]
+
+
+def test_factoid_suite_end_to_end(tokenizer, tmp_path):
+    p = tmp_path / "factoid.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
+    model = _llama(tokenizer)
+    metrics = evaluate(model, tokenizer, suite="factoid", data=p, max_new_tokens=4)
+    assert metrics["factoid"]["n"] == 4 and metrics["factoid"]["n@popularity_half=rare"] == 2
+    assert 0.0 <= metrics["factoid"]["exact_match"] <= metrics["factoid"]["contains"] <= 1.0
+    from slimkit.evaluate import make_results
+
+    validate_results(make_results("tiny", metrics, config=FactoidTaskConfig(data=str(p)), seed=1))
