@@ -1,0 +1,48 @@
+"""Compression: ``compress_(model, config, calib)`` and the methods it dispatches to.
+
+Importing this package registers every built-in method with :data:`COMPRESSORS`.
+"""
+
+from __future__ import annotations
+
+from slimkit.compress.api import (
+    ALLOCATIONS,
+    COMPRESSORS,
+    build_config,
+    calibration_for,
+    compress_,
+    method_name,
+    needs_calibration,
+)
+from slimkit.compress.calibrate import CalibratedMethod, capture_block_inputs, run_sequential_
+from slimkit.compress.export import read_bitmask_state_dict, save_compressed
+from slimkit.compress.prune import (
+    MagnitudeConfig,
+    OWLConfig,
+    PruneConfig,
+    SparseGPTConfig,
+    WandaConfig,
+)
+from slimkit.compress.report import CompressionReport, MatrixReport
+
+__all__ = [
+    "ALLOCATIONS",
+    "COMPRESSORS",
+    "CalibratedMethod",
+    "CompressionReport",
+    "MagnitudeConfig",
+    "MatrixReport",
+    "OWLConfig",
+    "PruneConfig",
+    "SparseGPTConfig",
+    "WandaConfig",
+    "build_config",
+    "calibration_for",
+    "capture_block_inputs",
+    "compress_",
+    "method_name",
+    "needs_calibration",
+    "read_bitmask_state_dict",
+    "run_sequential_",
+    "save_compressed",
+]

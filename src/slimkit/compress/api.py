@@ -1,0 +1,169 @@
+"""``compress_``: the one in-place entry point of every compression method.
+
+    from slimkit.compress import compress_, WandaConfig
+    from slimkit.data.calibration import sample_calibration
+
+    calib = sample_calibration(tok, documents, nsamples=128, seqlen=2048, seed=0)
+    report = compress_(model, WandaConfig(sparsity=0.5), calib, device="cuda")
+    print(report.summary())
+
+Dispatch is by config type through :data:`COMPRESSORS` (each method's package registers its
+handler with a short CLI name). The CLI maps ``--method wanda`` to a config class with
+``COMPRESSORS.config_for("wanda")``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from slimkit.compress.report import CompressionReport, measure
+from slimkit.core.config import Config
+from slimkit.core.errors import ConfigError
+from slimkit.core.registry import Registry
+
+
+class Compressor(Protocol):
+    """A registered handler: compress ``model`` in place as ``config`` says and report what it did."""
+
+    def __call__(
+        self,
+        model: nn.Module,
+        config: Config,
+        calib: Tensor | None,
+        *,
+        device: torch.device | None,
+        progress: bool,
+        chunk_size: int,
+    ) -> CompressionReport: ...
+
+
+COMPRESSORS: Registry[Compressor] = Registry("compression method")
+"""Config type -> handler; short names (``wanda``) for the CLI."""
+
+ALLOCATIONS: Registry[type[Config]] = Registry("sparsity allocation")
+"""Allocation config types by short name (``owl``), for :func:`build_config`."""
+
+DEFAULT_CALIBRATION_SOURCE = "world:corpus"
+
+
+def method_name(config: Config | type[Config]) -> str:
+    """The short name ``config``'s type is registered under (``WandaConfig`` -> ``"wanda"``)."""
+    cls = config if isinstance(config, type) else type(config)
+    for name in COMPRESSORS.names():
+        if COMPRESSORS.config_for(name) is cls:
+            return name
+    return cls.__name__.removesuffix("Config").lower()
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def compress_(
+    model: nn.Module,
+    config: Config,
+    calib: Tensor | None = None,
+    *,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    chunk_size: int = 8,
+) -> CompressionReport:
+    """Compress ``model`` in place with the method ``config`` selects.
+
+    Args:
+        model: a Hugging Face causal LM (llama, mistral, qwen2, opt, gpt2).
+        config: a registered method config (``MagnitudeConfig``, ``WandaConfig``, ``SparseGPTConfig``, ...).
+        calib: ``LongTensor [nsamples, seqlen]`` of token ids (:func:`slimkit.data.calibration.sample_calibration`);
+            data-free methods ignore it, calibrated ones raise :class:`~slimkit.core.errors.DataError` without it.
+        device: compute device. Each decoder block is moved there for its turn and back afterwards, so
+            the model may stay on CPU. ``None`` computes wherever the model is.
+        progress: show a progress bar over blocks.
+        chunk_size: calibration sequences per forward pass (memory vs speed).
+
+    Returns:
+        A :class:`CompressionReport` (per-matrix and overall sparsity, time, peak memory).
+    """
+    if not isinstance(config, Config):
+        raise ConfigError(
+            f"compress_ needs a method config (e.g. WandaConfig(...)), got {type(config).__name__}"
+        )
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ConfigError(f"chunk_size={chunk_size!r} must be a positive integer")
+    handler = COMPRESSORS.lookup(config)
+    compute = torch.device(device) if device is not None else None
+    with measure(compute or _model_device(model)) as stats:
+        report = handler(model, config, calib, device=compute, progress=progress, chunk_size=chunk_size)
+    report.total_time_s = stats["time_s"]
+    report.peak_memory_bytes = stats["peak_bytes"]
+    report.peak_memory_kind = stats["kind"]
+    return report
+
+
+def needs_calibration(config: Config) -> bool:
+    """Whether ``compress_`` with ``config`` needs calibration token ids (configs say so themselves)."""
+    return bool(getattr(config, "needs_calibration", True))
+
+
+def build_config(
+    method: str,
+    *,
+    allocation: str | None = None,
+    owl_m: float = 5.0,
+    owl_lambda: float = 0.08,
+    **options: Any,
+) -> Config:
+    """The config of the method registered as ``method``, from flat (CLI) options.
+
+    Args:
+        method: a short name from ``COMPRESSORS.names()`` (``magnitude``, ``wanda``, ``sparsegpt``).
+        allocation: ``None`` or an allocation name from ``ALLOCATIONS.names()`` (``owl``).
+        owl_m / owl_lambda: OWL's ``m`` and ``lam`` when ``allocation="owl"``.
+        **options: config fields (``sparsity``, ``pattern``, ``targets``, ``ignore``, ...). ``None``
+            values and fields the method does not have are left out.
+
+    Raises:
+        RegistryError: unknown method or allocation (the message lists the known ones).
+        ConfigError: a bad value (from the config's validation).
+    """
+    cls = COMPRESSORS.config_for(method)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {k: v for k, v in options.items() if v is not None and k in fields}
+    if allocation is not None:
+        alloc_cls = ALLOCATIONS.config_for(allocation)
+        if "allocation" not in fields:
+            raise ConfigError(f"method {method!r} takes no allocation (got --allocation {allocation})")
+        kwargs["allocation"] = alloc_cls(m=owl_m, lam=owl_lambda)
+    return cls(**kwargs)
+
+
+def calibration_for(
+    config: Config,
+    tokenizer: Any,
+    source: str | None = None,
+    *,
+    nsamples: int = 128,
+    seqlen: int = 2048,
+    seed: int = 0,
+) -> Tensor | None:
+    """Calibration token ids for ``config``, or ``None`` when the method is data-free.
+
+    Args:
+        config: the method config (see :func:`needs_calibration`).
+        tokenizer: the model's tokenizer.
+        source: a text source spec for :func:`slimkit.data.sources.read_documents`; default: the
+            built-in world's training corpus (``world:corpus``).
+        nsamples / seqlen / seed: see :func:`slimkit.data.calibration.sample_calibration`.
+    """
+    if not needs_calibration(config):
+        return None
+    from slimkit.data.calibration import sample_calibration
+    from slimkit.data.sources import read_documents
+
+    documents = read_documents(source or DEFAULT_CALIBRATION_SOURCE)
+    return sample_calibration(tokenizer, documents, nsamples=nsamples, seqlen=seqlen, seed=seed)
