@@ -25,19 +25,40 @@ HELP = (
 def compress(
     model: str = typer.Argument(..., help="Model directory, or `default` (the built-in world's model)."),
     method: str = typer.Option(..., "--method", help="Compression method (magnitude | wanda | sparsegpt)."),
-    sparsity: float = typer.Option(0.5, "--sparsity", help="Fraction of weights to remove, in [0, 1)."),
+    sparsity: float | None = typer.Option(
+        None,
+        "--sparsity",
+        help="Fraction of weights to remove, in [0, 1). Default: 0.5, or N/M for an N:M pattern.",
+    ),
     pattern: str = typer.Option("unstructured", "--pattern", help="unstructured | N:M (e.g. 2:4)."),
     allocation: str | None = typer.Option(None, "--allocation", help="Per-block sparsity allocation: owl."),
     owl_m: float = typer.Option(5.0, "--owl-m", help="OWL outlier threshold M (outlier: score > M x mean)."),
-    owl_lambda: float = typer.Option(0.08, "--owl-lambda", help="OWL spread: block sparsities in [S-λ, S+λ]."),
-    targets: list[str] = typer.Option([], "--target", help="Module pattern to compress (repeatable; `re:` regex)."),
-    ignore: list[str] = typer.Option([], "--ignore", help="Module pattern to skip (repeatable; `re:` regex)."),
-    calib: str | None = typer.Option(None, "--calib", help="Calibration text source (default: world corpus)."),
+    owl_lambda: float = typer.Option(
+        0.08, "--owl-lambda", help="OWL spread λ: block sparsities span at most 2λ and average to S."
+    ),
+    targets: list[str] = typer.Option(
+        [], "--target", help="Module pattern to compress (repeatable; `re:` regex)."
+    ),
+    ignore: list[str] = typer.Option(
+        [], "--ignore", help="Module pattern to skip (repeatable; `re:` regex)."
+    ),
+    true_sequential: bool | None = typer.Option(
+        None,
+        "--true-sequential/--no-true-sequential",
+        help="SparseGPT: re-collect statistics after each group.",
+    ),
+    calib: str | None = typer.Option(
+        None, "--calib", help="Calibration text source (default: world corpus)."
+    ),
     nsamples: int = typer.Option(128, "--nsamples", help="Calibration sequences."),
     seqlen: int = typer.Option(128, "--seqlen", help="Calibration sequence length."),
     seed: int = typer.Option(0, "--seed", help="Calibration sampling seed."),
-    device: str = typer.Option("cpu", "--device", help="Compute device for one block at a time (cpu | cuda)."),
-    dtype: str | None = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 (default: as saved)."),
+    device: str = typer.Option(
+        "cpu", "--device", help="Compute device for one block at a time (cpu | cuda)."
+    ),
+    dtype: str | None = typer.Option(
+        None, "--dtype", help="float32 | bfloat16 | float16 (default: as saved)."
+    ),
     storage: str = typer.Option("dense", "--storage", help="dense (plain HF, zeros) | bitmask (compact)."),
     out: Path = typer.Option(..., "--out", help="Output model directory (written atomically)."),
 ) -> None:
@@ -50,8 +71,9 @@ def compress(
         allocation=allocation,
         owl_m=owl_m,
         owl_lambda=owl_lambda,
-        targets=tuple(targets),
-        ignore=tuple(ignore),
+        targets=tuple(targets) or None,
+        ignore=tuple(ignore) or None,
+        true_sequential=true_sequential,
     )
     m, tok, name = resolve_model(model, device="cpu", dtype=dtype)
     calib_ids = calibration_for(cfg, tok, calib, nsamples=nsamples, seqlen=seqlen, seed=seed)

@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from slimkit.cli import eval_cmd, study_cmd, train_cmd, world_cmd
+from slimkit.cli import compress_cmd, eval_cmd, study_cmd, train_cmd, world_cmd
 from slimkit.cli.errors import run_cli
 
 app = typer.Typer(
@@ -28,6 +28,7 @@ app = typer.Typer(
 )
 app.add_typer(world_cmd.app, name="world")
 app.command("train", help=train_cmd.HELP)(train_cmd.train)
+app.command("compress", help=compress_cmd.HELP)(compress_cmd.compress)
 app.command("eval", help=eval_cmd.HELP)(eval_cmd.eval_model)
 app.command("generate", help=eval_cmd.GENERATE_HELP)(eval_cmd.generate)
 app.command("study", help=study_cmd.HELP)(study_cmd.study)

@@ -9,26 +9,57 @@ import typer
 from slimkit.cli.common import stdout
 
 HELP = (
-    "Evaluate a model and write results.json, report.md and plots to --out.\n\n"
+    "Compress a model with a sweep of methods and sparsities, evaluate every variant, and write "
+    "results.json, report.md and plots to --out.\n\n"
     "With no MODEL the built-in knowledge world and its default model are used (trained on first use in a "
-    "few minutes on a laptop CPU, then cached).\n\n"
+    "few minutes on a laptop CPU, then cached). The default sweep: magnitude, Wanda and SparseGPT at "
+    "30/50/70% unstructured and 2:4, plus OWL at 70%.\n\n"
     "Examples:\n\n"
     "    slimkit study\n\n"
-    "    slimkit study --out my-study --limit 200\n\n"
-    "    slimkit study ./my-model --data wiki.test.txt --seqlen 2048"
+    "    slimkit study --methods wanda,sparsegpt --sparsities 0.5 --patterns '' --out quick\n\n"
+    "    slimkit study --dense-only\n\n"
+    "    slimkit study ./my-model --data wiki.test.txt --calib c4.jsonl --seqlen 2048 --calib-seqlen 2048"
 )
+
+
+def _floats(text: str, flag: str) -> tuple[float, ...]:
+    from slimkit.core.errors import ConfigError
+
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ConfigError(f"{flag} must be a comma-separated list of numbers, got {text!r}") from None
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
 def study(
     model: str | None = typer.Argument(None, help="Model directory (default: the built-in world's model)."),
+    methods: str = typer.Option("magnitude,wanda,sparsegpt", "--methods", help="Comma-separated methods."),
+    sparsities: str = typer.Option("0.3,0.5,0.7", "--sparsities", help="Unstructured sparsities."),
+    patterns: str = typer.Option("2:4", "--patterns", help="N:M patterns ('' for none)."),
+    owl_sparsities: str = typer.Option(
+        "0.7", "--owl-sparsities", help="Sparsities also run with OWL ('' for none)."
+    ),
+    dense_only: bool = typer.Option(False, "--dense-only", help="Evaluate the dense model only (no sweep)."),
     data: str | None = typer.Option(
         None, "--data", help="Perplexity text source (default: world held-out text)."
     ),
+    calib: str | None = typer.Option(
+        None, "--calib", help="Calibration text source (default: world corpus)."
+    ),
+    nsamples: int = typer.Option(64, "--nsamples", help="Calibration sequences."),
+    calib_seqlen: int = typer.Option(128, "--calib-seqlen", help="Calibration sequence length."),
     seqlen: int = typer.Option(128, "--seqlen", help="Perplexity window length."),
-    limit: int | None = typer.Option(None, "--limit", help="At most this many windows / questions per task."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Evaluation batch size."),
+    questions: int | None = typer.Option(
+        400, "--questions", help="Factoid questions (seeded subset; 0 = all)."
+    ),
+    limit: int | None = typer.Option(None, "--limit", help="At most this many perplexity windows."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Evaluation batch size."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N."),
-    seed: int = typer.Option(0, "--seed", help="Recorded in provenance."),
+    seed: int = typer.Option(0, "--seed", help="Calibration and question-subset seed."),
     out: Path = typer.Option(Path("slimkit-study"), "--out", help="Output directory (replaced atomically)."),
 ) -> None:
     from slimkit.pipelines.study import StudyConfig, print_summary, run_study
@@ -36,7 +67,15 @@ def study(
     cfg = StudyConfig(
         model=None if model in (None, "default") else model,
         ppl_data=data,
+        methods=() if dense_only else _names(methods),
+        sparsities=_floats(sparsities, "--sparsities"),
+        patterns=_names(patterns),
+        owl_sparsities=_floats(owl_sparsities, "--owl-sparsities"),
+        calib=calib,
+        nsamples=nsamples,
+        calib_seqlen=calib_seqlen,
         seqlen=seqlen,
+        factoid_questions=None if questions == 0 else questions,
         limit=limit,
         batch_size=batch_size,
         device=device,
@@ -44,4 +83,4 @@ def study(
     )
     results = run_study(cfg, out)
     print_summary(results)
-    stdout.print(f"wrote {out / 'results.json'} and {out / 'report.md'}")
+    stdout.print(f"wrote {out / 'results.json'}, {out / 'report.md'} and plots")

@@ -125,7 +125,8 @@ def build_config(
         allocation: ``None`` or an allocation name from ``ALLOCATIONS.names()`` (``owl``).
         owl_m / owl_lambda: OWL's ``m`` and ``lam`` when ``allocation="owl"``.
         **options: config fields (``sparsity``, ``pattern``, ``targets``, ``ignore``, ...). ``None``
-            values and fields the method does not have are left out.
+            values are left out (the config's default applies); a value for a field the method does
+            not have is an error, so a flag is never silently ignored.
 
     Raises:
         RegistryError: unknown method or allocation (the message lists the known ones).
@@ -133,7 +134,13 @@ def build_config(
     """
     cls = COMPRESSORS.config_for(method)
     fields = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {k: v for k, v in options.items() if v is not None and k in fields}
+    given = {k: v for k, v in options.items() if v is not None}
+    foreign = sorted(set(given) - fields)
+    if foreign:
+        raise ConfigError(
+            f"method {method!r} has no option(s) {foreign}; its options: {sorted(fields - {'version'})}"
+        )
+    kwargs = given
     if allocation is not None:
         alloc_cls = ALLOCATIONS.config_for(allocation)
         if "allocation" not in fields:

@@ -1,88 +1,191 @@
-"""The study: evaluate a model (and, as compression methods land, a sweep of compressed variants).
+"""The study: compress a model with a sweep of methods and ratios, evaluate each variant, report.
 
-``run_study(StudyConfig())`` on the built-in world loads (training on first use) the default model,
-measures perplexity on the world's held-out text and closed-book factoid accuracy split by fact
-popularity, and writes ``results.json`` (DESIGN.md's schema, with one entry per variant under
-``variants``), ``report.md`` and PNG plots to ``out``.
+``run_study(StudyConfig(), out)`` on the built-in world loads (training on first use) the default
+model, evaluates the dense model, then for every point of the sweep copies the dense model,
+compresses the copy with ``compress_`` and evaluates it the same way: perplexity on held-out text and
+closed-book factoid accuracy split by fact popularity. It writes ``results.json`` (DESIGN.md's schema
+for the dense model, with one schema-conforming entry per variant under ``variants``), ``report.md``
+and PNG plots (perplexity and accuracy against sparsity, one line per method) to ``out``.
+
+The default sweep (issue 3): magnitude, Wanda and SparseGPT at 30/50/70% unstructured and 2:4, plus
+OWL allocation at 70% for Wanda and SparseGPT. This is a pipeline: it composes ``compress`` and
+``evaluate``, neither of which imports the other.
 """
 
 from __future__ import annotations
 
+import copy
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slimkit.core.config import Config, check_positive
-from slimkit.core.errors import DataError
+from slimkit.core.config import Config, check_positive, check_range
+from slimkit.core.errors import ConfigError, DataError
 from slimkit.core.io import atomic_dir, write_json, write_text
 from slimkit.core.progress import console
 
 
 @dataclass(frozen=True)
 class StudyConfig(Config):
-    """What the study evaluates.
+    """What the study compresses and evaluates.
 
     Attributes:
         model (str | None): a model directory; None = the built-in world's default model.
         ppl_data (str | None): perplexity text source; None = the world's held-out text.
-        factoid_data (str | None): factoid JSONL; None = the world's questions (skipped for a
-            non-world model unless given).
+        factoid_data (str | None): factoid JSONL; None = the world's questions (a study of your own
+            model without it evaluates perplexity only).
+        methods (tuple[str, ...]): compression methods swept (short names). Default: magnitude,
+            wanda, sparsegpt. Empty = evaluate the dense model only.
+        sparsities (tuple[float, ...]): unstructured sparsities. Default: (0.3, 0.5, 0.7).
+        patterns (tuple[str, ...]): N:M patterns swept per method. Default: ("2:4",).
+        owl_sparsities (tuple[float, ...]): sparsities also run with OWL allocation (calibrated
+            methods only). Default: (0.7,).
+        owl_m, owl_lambda (float): OWL settings. Default: 5, 0.08.
+        calib (str | None): calibration text source; None = the world's training corpus.
+        nsamples, calib_seqlen (int): calibration sequences and their length. Default: 64 x 128.
         seqlen (int): perplexity window. Default: 128 (the default model's training length).
-        limit (int | None): evaluate at most this many windows / questions per task.
-        batch_size (int): evaluation batch size. Default: 32.
+        factoid_questions (int | None): evaluate a seeded random subset of this many questions
+            (stratification-free but unbiased, unlike taking the first N); None = all. Default: 400.
+        limit (int | None): cap on perplexity windows. Default: None (all).
+        batch_size (int): evaluation batch size. Default: 64.
         device (str): compute device. Default: "cpu".
-        seed (int): recorded in provenance. Default: 0.
+        seed (int): calibration sampling and question subset seed. Default: 0.
     """
 
     model: str | None = None
     ppl_data: str | None = None
     factoid_data: str | None = None
+    methods: tuple[str, ...] = ("magnitude", "wanda", "sparsegpt")
+    sparsities: tuple[float, ...] = (0.3, 0.5, 0.7)
+    patterns: tuple[str, ...] = ("2:4",)
+    owl_sparsities: tuple[float, ...] = (0.7,)
+    owl_m: float = 5.0
+    owl_lambda: float = 0.08
+    calib: str | None = None
+    nsamples: int = 64
+    calib_seqlen: int = 128
     seqlen: int = 128
+    factoid_questions: int | None = 400
     limit: int | None = None
-    batch_size: int = 32
+    batch_size: int = 64
     device: str = "cpu"
     seed: int = 0
 
     def __post_init__(self) -> None:
+        for name in ("methods", "sparsities", "patterns", "owl_sparsities"):
+            value = getattr(self, name)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
+            elif isinstance(value, str | int | float):
+                raise ConfigError(f"StudyConfig.{name} must be a list, got {value!r}")
         super().__post_init__()
-        check_positive("seqlen", self.seqlen)
-        check_positive("batch_size", self.batch_size)
-        if self.limit is not None:
-            check_positive("limit", self.limit)
+        for s in (*self.sparsities, *self.owl_sparsities):
+            check_range("sparsity", s, 0.0, 1.0, lo_inclusive=False, hi_inclusive=False)
+        for name in ("nsamples", "calib_seqlen", "seqlen", "batch_size"):
+            check_positive(name, getattr(self, name))
+        for name in ("factoid_questions", "limit"):
+            if getattr(self, name) is not None:
+                check_positive(name, getattr(self, name))
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One point of the sweep: a name for tables and the compression config that makes it."""
+
+    name: str
+    method: str
+    sparsity: float
+    pattern: str
+    allocation: str | None
+    config: Config | None  # None = dense
+
+
+def plan_variants(cfg: StudyConfig) -> list[Variant]:
+    """The dense model, then every (method, setting) of the sweep, with configs validated up front."""
+    from slimkit.compress import build_config, needs_calibration
+
+    variants = [Variant("dense", "dense", 0.0, "dense", None, None)]
+    for method in cfg.methods:
+        for s in cfg.sparsities:
+            c = build_config(method, sparsity=s)
+            variants.append(Variant(f"{method} {s:.0%}", method, s, "unstructured", None, c))
+        for p in cfg.patterns:
+            c = build_config(method, pattern=p)
+            variants.append(Variant(f"{method} {p}", method, c.sparsity, p, None, c))
+        if needs_calibration(build_config(method)):
+            for s in cfg.owl_sparsities:
+                c = build_config(
+                    method, sparsity=s, allocation="owl", owl_m=cfg.owl_m, owl_lambda=cfg.owl_lambda
+                )
+                variants.append(Variant(f"{method}+OWL {s:.0%}", method, s, "unstructured", "owl", c))
+    return variants
 
 
 def run_study(cfg: StudyConfig, out: str | Path) -> dict[str, Any]:
-    """Run the study and write its files to ``out`` (atomically: all or nothing). Returns results."""
-    from slimkit.evaluate import evaluate, make_results, validate_results
+    """Run the sweep and write its files to ``out`` (atomically: all or nothing). Returns results."""
+    from slimkit.evaluate import validate_results
     from slimkit.evaluate.report import write_report
 
-    model, tokenizer, name, ppl_data, factoid_data = _resolve(cfg)
-    variants: list[dict[str, Any]] = []
+    variants = plan_variants(cfg)  # bad method names / settings fail before any work
+    model, tokenizer, name, ppl_data, factoid_records = _resolve(cfg)
+    calib = _calibration(cfg, tokenizer, variants)
 
-    t0 = time.perf_counter()
-    metrics = _evaluate_variant(evaluate, model, tokenizer, cfg, ppl_data, factoid_data)
-    dense = make_results(name, metrics, config={"study": cfg.to_dict(), "variant": "dense"}, seed=cfg.seed)
-    dense["variant"] = {
-        "name": "dense",
-        "method": "dense",
-        "ratio": 0.0,
-        "eval_time_s": time.perf_counter() - t0,
-    }
-    variants.append(dense)
+    results_per_variant: list[dict[str, Any]] = []
+    for i, variant in enumerate(variants):
+        console().print(f"[bold]study[/bold] [{i + 1}/{len(variants)}] {variant.name}")
+        results_per_variant.append(
+            _run_variant(cfg, variant, model, tokenizer, name, calib, ppl_data, factoid_records)
+        )
 
-    results = dict(dense)
-    results["variants"] = variants
+    results = dict(results_per_variant[0])
+    results["variants"] = results_per_variant
     validate_results(results)
-    for v in variants:
-        validate_results(v)
     with atomic_dir(out) as tmp:
         write_json(tmp / "results.json", results)
         write_text(tmp / "report.md", write_report(results, tmp))
     return results
 
 
-def _evaluate_variant(evaluate, model, tokenizer, cfg: StudyConfig, ppl_data, factoid_data) -> dict[str, Any]:
+def _run_variant(
+    cfg, variant: Variant, dense, tokenizer, name, calib, ppl_data, factoid_records
+) -> dict[str, Any]:
+    from slimkit.evaluate import make_results
+
+    info: dict[str, Any] = {
+        "name": variant.name,
+        "method": variant.method,
+        "sparsity": variant.sparsity,
+        "pattern": variant.pattern,
+        "allocation": variant.allocation,
+    }
+    model = dense
+    if variant.config is not None:
+        from slimkit.compress import compress_, needs_calibration
+
+        model = copy.deepcopy(dense)
+        report = compress_(
+            model, variant.config, calib if needs_calibration(variant.config) else None, device=cfg.device
+        )
+        info["achieved_sparsity"] = report.overall_sparsity
+        info["compress_time_s"] = report.total_time_s
+        info["block_sparsity"] = report.block_sparsity
+    t0 = time.perf_counter()
+    metrics = _evaluate(model, tokenizer, cfg, ppl_data, factoid_records)
+    info["eval_time_s"] = time.perf_counter() - t0
+    config = {
+        "study": cfg.to_dict(),
+        "compression": None if variant.config is None else variant.config.to_dict(),
+    }
+    res = make_results(f"{name} [{variant.name}]", metrics, config=config, seed=cfg.seed)
+    res["variant"] = info
+    return res
+
+
+def _evaluate(model, tokenizer, cfg: StudyConfig, ppl_data, factoid_records) -> dict[str, Any]:
+    from slimkit.evaluate import evaluate
+
     metrics: dict[str, Any] = {}
     metrics.update(
         evaluate(
@@ -95,54 +198,66 @@ def _evaluate_variant(evaluate, model, tokenizer, cfg: StudyConfig, ppl_data, fa
             batch_size=cfg.batch_size,
         )
     )
-    if factoid_data is not None:
+    if factoid_records is not None:
         metrics.update(
-            evaluate(
-                model,
-                tokenizer,
-                suite="factoid",
-                data=factoid_data,
-                limit=cfg.limit,
-                batch_size=cfg.batch_size,
-            )
+            evaluate(model, tokenizer, suite="factoid", data=factoid_records, batch_size=cfg.batch_size)
         )
     return metrics
 
 
-def _resolve(cfg: StudyConfig) -> tuple[Any, Any, str, str, str | None]:
+def _calibration(cfg: StudyConfig, tokenizer, variants: list[Variant]):
+    from slimkit.compress import needs_calibration
+    from slimkit.data.calibration import sample_calibration
+    from slimkit.data.sources import read_documents
+
+    if not any(v.config is not None and needs_calibration(v.config) for v in variants):
+        return None
+    documents = read_documents(cfg.calib or "world:corpus")
+    # one calibration set for every variant, so differences come from the methods alone
+    return sample_calibration(
+        tokenizer, documents, nsamples=cfg.nsamples, seqlen=cfg.calib_seqlen, seed=cfg.seed
+    )
+
+
+def _resolve(cfg: StudyConfig) -> tuple[Any, Any, str, str, tuple[dict, ...] | None]:
+    from slimkit.evaluate.factoid import read_factoid
+
     if cfg.model is None:
         from slimkit.models.default import default_model, default_world_dir
 
         world = default_world_dir()
         model, tokenizer = default_model(device=cfg.device)
-        return (
-            model,
-            tokenizer,
-            "factworld-default",
-            cfg.ppl_data or str(world / "heldout.txt"),
-            cfg.factoid_data or str(world / "factoid.jsonl"),
-        )
-    from slimkit.models.loading import load_model
+        name = "factworld-default"
+        ppl_data = cfg.ppl_data or str(world / "heldout.txt")
+        factoid_path: str | None = cfg.factoid_data or str(world / "factoid.jsonl")
+    else:
+        from slimkit.models.loading import load_model
 
-    model, tokenizer = load_model(cfg.model, device=cfg.device)
-    if cfg.ppl_data is None:
-        raise DataError("a study of your own model needs --data (a text source for perplexity)")
-    return model, tokenizer, cfg.model, cfg.ppl_data, cfg.factoid_data
+        model, tokenizer = load_model(cfg.model, device=cfg.device)
+        if cfg.ppl_data is None:
+            raise DataError("a study of your own model needs --data (a text source for perplexity)")
+        name, ppl_data, factoid_path = cfg.model, cfg.ppl_data, cfg.factoid_data
+    model.eval()
+    records = None
+    if factoid_path is not None:
+        records = read_factoid(factoid_path)
+        if cfg.factoid_questions is not None and cfg.factoid_questions < len(records):
+            records = random.Random(cfg.seed).sample(records, cfg.factoid_questions)
+        records = tuple(records)
+    return model, tokenizer, name, ppl_data, records
 
 
 def print_summary(results: dict[str, Any]) -> None:
     """Print the study table (one row per variant) to stdout."""
     from rich.console import Console
+    from rich.table import Table
 
     from slimkit.evaluate.report import summary_rows
 
     header, rows = summary_rows(results)
-    from rich.table import Table
-
     table = Table(title=f"slimkit study — {results['model']}")
     for h in header:
         table.add_column(h, justify="left" if h == "variant" else "right")
     for row in rows:
         table.add_row(*row)
     Console().print(table)
-    console().print("")
