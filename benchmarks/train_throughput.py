@@ -78,7 +78,9 @@ def main() -> None:
     docs = world.corpus_documents()
     tok = train_bpe_tokenizer(docs, vocab_size=recipe.vocab_size)
     ids = tokenize_documents(tok, docs)
-    tcfg = TrainConfig.from_dict({**recipe.train, "steps": args.steps, "checkpoint_every": 0, "warmup_steps": 5})
+    tcfg = TrainConfig.from_dict(
+        {**recipe.train, "steps": args.steps, "checkpoint_every": 0, "warmup_steps": 5}
+    )
     n_params = sum(p.numel() for p in build_default_architecture(recipe, len(tok), tok).parameters())
 
     model = build_default_architecture(recipe, len(tok), tok)
@@ -87,7 +89,15 @@ def main() -> None:
 
     model_ref = build_default_architecture(recipe, len(tok), tok)
     ref_train = plain_train(
-        model_ref, ids, args.steps, tcfg.batch_size, tcfg.seqlen, tcfg.optimizer.lr, 5, tcfg.min_lr_ratio, tcfg.seed
+        model_ref,
+        ids,
+        args.steps,
+        tcfg.batch_size,
+        tcfg.seqlen,
+        tcfg.optimizer.lr,
+        5,
+        tcfg.min_lr_ratio,
+        tcfg.seed,
     )
 
     model.eval()
@@ -102,9 +112,15 @@ def main() -> None:
         ["train tokens/s", slim_train, ref_train, slim_train / ref_train],
         ["eval tokens/s (perplexity)", slim_eval, ref_eval, slim_eval / ref_eval],
     ]
-    print(f"default factworld model: {n_params / 1e6:.2f} M parameters, seqlen {recipe.seqlen}, {args.threads} threads")
-    print_table(["measure", "slimkit", "plain torch", "ratio"], [[r[0], r[1], r[2], f"{r[3]:.2f}x"] for r in rows])
-    print(f"perplexity after {args.steps} steps: slimkit {ppl.ppl:.3f} vs plain loop over same windows {ref_ppl:.3f}")
+    print(
+        f"default factworld model: {n_params / 1e6:.2f} M parameters, seqlen {recipe.seqlen}, {args.threads} threads"
+    )
+    print_table(
+        ["measure", "slimkit", "plain torch", "ratio"], [[r[0], r[1], r[2], f"{r[3]:.2f}x"] for r in rows]
+    )
+    print(
+        f"perplexity after {args.steps} steps: slimkit {ppl.ppl:.3f} vs plain loop over same windows {ref_ppl:.3f}"
+    )
     path = write_result(
         "train_throughput",
         {
@@ -113,8 +129,16 @@ def main() -> None:
             "threads": args.threads,
             "batch_size": tcfg.batch_size,
             "seqlen": tcfg.seqlen,
-            "train_tokens_per_s": {"slimkit": slim_train, "plain_torch": ref_train, "ratio": slim_train / ref_train},
-            "eval_tokens_per_s": {"slimkit": slim_eval, "plain_torch": ref_eval, "ratio": slim_eval / ref_eval},
+            "train_tokens_per_s": {
+                "slimkit": slim_train,
+                "plain_torch": ref_train,
+                "ratio": slim_train / ref_train,
+            },
+            "eval_tokens_per_s": {
+                "slimkit": slim_eval,
+                "plain_torch": ref_eval,
+                "ratio": slim_eval / ref_eval,
+            },
             "perplexity": {"slimkit": ppl.ppl, "plain_torch": ref_ppl},
         },
     )

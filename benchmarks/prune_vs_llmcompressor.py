@@ -1,0 +1,316 @@
+"""slimkit vs llm-compressor: Wanda and SparseGPT, unstructured 50% and 2:4, same model and data.
+
+For each model x method x pattern, both tools prune a fresh copy of the same model directory with the
+same calibration token ids (same sequences, same order, processed in chunks of the same size), then
+perplexity is measured by the same code on the same held-out windows. Each trial runs in its own
+subprocess so peak memory (max RSS, or CUDA max allocated on a GPU) is that trial's alone. Prints a
+table with ratios and writes ``benchmarks/results/prune_vs_llmcompressor.json``.
+
+llm-compressor is a benchmark-only dependency and pins an older transformers, so run this from a
+separate environment (it runs offline from local directories)::
+
+    python -m venv .venv-bench && .venv-bench/bin/pip install torch==2.13.0 \\
+        && .venv-bench/bin/pip install llmcompressor==0.14.0.1 && .venv-bench/bin/pip install -e .
+    .venv-bench/bin/python benchmarks/prune_vs_llmcompressor.py --models default,random85m
+
+Models: ``default`` (the factworld default model), ``random85m`` (a random-init LLaMA, 768 hidden x
+12 layers, ~85M parameters, the size the issue's reference timings used), or a model directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, print_table, write_result  # noqa: E402
+
+# random-init LLaMA shapes: ~85M (the issue's CPU reference) and ~1B (the GPU benchmark)
+RANDOM_SHAPES = {
+    "random85m": dict(
+        hidden_size=768,
+        intermediate_size=2048,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        num_key_value_heads=12,
+    ),
+    "random1b": dict(
+        hidden_size=2048,
+        intermediate_size=5632,
+        num_hidden_layers=20,
+        num_attention_heads=16,
+        num_key_value_heads=16,
+    ),
+}
+SETTINGS = [("wanda", "unstructured"), ("wanda", "2:4"), ("sparsegpt", "unstructured"), ("sparsegpt", "2:4")]
+
+
+def prepare_model(spec: str, workdir: Path) -> Path:
+    """A model directory for ``spec`` (building the random 85M LLaMA once)."""
+    if spec == "default":
+        from slimkit.models.default import default_model_dir
+
+        return default_model_dir()
+    if spec in RANDOM_SHAPES:
+        path = workdir / spec
+        if not (path / "config.json").is_file():
+            from transformers import LlamaConfig, LlamaForCausalLM
+
+            from slimkit.models import save_model
+            from slimkit.models.default import default_model
+
+            _, tok = default_model()
+            torch.manual_seed(0)
+            cfg = LlamaConfig(
+                vocab_size=len(tok),
+                **RANDOM_SHAPES[spec],
+                max_position_embeddings=2048,
+                bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id,
+            )
+            save_model(LlamaForCausalLM(cfg), tok, path)
+        return path
+    return Path(spec)
+
+
+def calibration(model_dir: Path, nsamples: int, seqlen: int, seed: int, workdir: Path) -> Path:
+    from safetensors.torch import save_file
+
+    from slimkit.data.calibration import sample_calibration
+    from slimkit.data.sources import read_documents
+    from slimkit.models import load_model
+
+    _, tok = load_model(model_dir)
+    ids = sample_calibration(tok, read_documents("world:corpus"), nsamples=nsamples, seqlen=seqlen, seed=seed)
+    path = workdir / f"calib-{model_dir.name}-{nsamples}x{seqlen}.safetensors"
+    save_file({"input_ids": ids}, str(path))
+    return path
+
+
+def evaluate_ppl(model, tok, seqlen: int) -> float:
+    from slimkit.evaluate import perplexity
+
+    return perplexity(model, tok, "world:heldout", seqlen=seqlen, batch_size=16).ppl
+
+
+def peak_memory_mib(device: str) -> float:
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def trial(args: argparse.Namespace) -> None:
+    """One (tool, method, pattern) run in this process; prints a JSON line."""
+    from safetensors.torch import load_file
+
+    from slimkit.models import load_model
+
+    torch.set_num_threads(args.threads)
+    model, tok = load_model(args.model_dir, device="cpu")
+    model.eval()
+    calib = load_file(args.calib)["input_ids"]
+    rss_before = peak_memory_mib("cpu")
+    if args.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    if args.tool == "slimkit":
+        from slimkit.compress import build_config, compress_
+
+        cfg = build_config(args.method, sparsity=0.5, pattern=args.pattern)
+        compress_(model, cfg, calib, device=args.device, chunk_size=args.chunk, progress=False)
+    else:
+        from llmcompressor import oneshot
+        from llmcompressor.modifiers.pruning import SparseGPTModifier, WandaPruningModifier
+        from torch.utils.data import DataLoader
+
+        structure = "0:0" if args.pattern == "unstructured" else args.pattern
+        modifier_cls = WandaPruningModifier if args.method == "wanda" else SparseGPTModifier
+        modifier = modifier_cls(
+            sparsity=0.5, mask_structure=structure, targets=["Linear"], ignore=["re:.*lm_head"]
+        )
+        rows = [{"input_ids": x, "attention_mask": torch.ones_like(x)} for x in calib]
+        loader = DataLoader(
+            rows,
+            batch_size=args.chunk,
+            collate_fn=lambda b: {k: torch.stack([r[k] for r in b]) for k in b[0]},
+        )
+        if args.device.startswith("cuda"):
+            model.to(args.device)
+        oneshot(
+            model=model,
+            dataset=loader,
+            recipe=[modifier],
+            num_calibration_samples=calib.shape[0],
+            max_seq_length=calib.shape[1],
+            pipeline="sequential",
+        )
+    elapsed = time.perf_counter() - start
+    peak = peak_memory_mib(args.device)
+    model.to("cpu")
+    linears = [m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and "lm_head" not in n]
+    zeros = sum(int((m.weight == 0).sum()) for m in linears)
+    total = sum(m.weight.numel() for m in linears)
+    ppl = evaluate_ppl(model, tok, args.eval_seqlen)
+    print(
+        "RESULT "
+        + json.dumps(
+            {
+                "time_s": elapsed,
+                "peak_mib": peak,
+                "peak_kind": "cuda_max_allocated" if args.device.startswith("cuda") else "max_rss",
+                "rss_before_mib": rss_before,
+                "sparsity": zeros / total,
+                "ppl": ppl,
+            }
+        )
+    )
+
+
+def run_trial(tool, method, pattern, model_dir, calib, args) -> dict:
+    cmd = [
+        sys.executable,
+        __file__,
+        "--trial",
+        "--tool",
+        tool,
+        "--method",
+        method,
+        "--pattern",
+        pattern,
+        "--model-dir",
+        str(model_dir),
+        "--calib",
+        str(calib),
+        "--device",
+        args.device,
+        "--threads",
+        str(args.threads),
+        "--chunk",
+        str(args.chunk),
+        "--eval-seqlen",
+        str(args.eval_seqlen),
+    ]
+    env = {**os.environ, "SLIMKIT_PROGRESS": "0", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    raise RuntimeError(f"{tool} {method} {pattern} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="default,random85m")
+    ap.add_argument("--nsamples", type=int, default=64)
+    ap.add_argument("--seqlen", type=int, default=256)
+    ap.add_argument("--eval-seqlen", type=int, default=256)
+    ap.add_argument("--chunk", type=int, default=8, help="calibration sequences per forward (both tools)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument(
+        "--settings", default=",".join(f"{m}/{p}" for m, p in SETTINGS), help="method/pattern,..."
+    )
+    ap.add_argument("--out-name", default="prune_vs_llmcompressor")
+    ap.add_argument("--workdir", default=str(RESULTS.parent / ".work"))
+    # single-trial mode (used by the subprocesses)
+    ap.add_argument("--trial", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--tool", help=argparse.SUPPRESS)
+    ap.add_argument("--method", help=argparse.SUPPRESS)
+    ap.add_argument("--pattern", help=argparse.SUPPRESS)
+    ap.add_argument("--model-dir", help=argparse.SUPPRESS)
+    ap.add_argument("--calib", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.trial:
+        trial(args)
+        return
+
+    import llmcompressor
+
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    settings = [tuple(item.split("/", 1)) for item in args.settings.split(",") if item]
+    records, rows = [], []
+    for spec in args.models.split(","):
+        model_dir = prepare_model(spec, workdir)
+        calib = calibration(model_dir, args.nsamples, args.seqlen, 0, workdir)
+        n_params = sum(
+            p.numel()
+            for p in __import__("slimkit").load_model(model_dir, with_tokenizer=False)[0].parameters()
+        )
+        for method, pattern in settings:
+            res = {
+                tool: run_trial(tool, method, pattern, model_dir, calib, args)
+                for tool in ("slimkit", "llmcompressor")
+            }
+            s, r = res["slimkit"], res["llmcompressor"]
+            record = {
+                "model": spec,
+                "params": n_params,
+                "method": method,
+                "pattern": pattern,
+                **res,
+                "time_ratio": s["time_s"] / r["time_s"],
+                "ppl_rel_diff": (s["ppl"] - r["ppl"]) / r["ppl"] if math.isfinite(r["ppl"]) else None,
+                "memory_ratio": s["peak_mib"] / r["peak_mib"],
+                # growth of the peak over the loaded model: the compression's own working memory
+                "work_mib": {t: res[t]["peak_mib"] - res[t]["rss_before_mib"] for t in res},
+            }
+            records.append(record)
+            rows.append(
+                [
+                    f"{spec} ({n_params / 1e6:.0f}M)",
+                    f"{method} {pattern}",
+                    s["time_s"],
+                    r["time_s"],
+                    f"{record['time_ratio']:.2f}x",
+                    f"{s['peak_mib']:.0f}/{r['peak_mib']:.0f}",
+                    f"{record['work_mib']['slimkit']:.0f}/{record['work_mib']['llmcompressor']:.0f}",
+                    f"{s['ppl']:.3f}",
+                    f"{r['ppl']:.3f}",
+                    f"{100 * record['ppl_rel_diff']:+.2f}%",
+                ]
+            )
+            print(f"done {spec} {method} {pattern}: {record['time_ratio']:.2f}x time", flush=True)
+    print()
+    print_table(
+        [
+            "model",
+            "setting",
+            "slimkit s",
+            "llm-c s",
+            "time ratio",
+            "peak MiB s/l",
+            "ppl slimkit",
+            "ppl llm-c",
+            "ppl diff",
+        ],
+        rows,
+    )
+    path = write_result(
+        args.out_name,
+        {
+            "llmcompressor": llmcompressor.__version__ if hasattr(llmcompressor, "__version__") else "0.14",
+            "nsamples": args.nsamples,
+            "seqlen": args.seqlen,
+            "eval_seqlen": args.eval_seqlen,
+            "chunk": args.chunk,
+            "threads": args.threads,
+            "device": args.device,
+            "records": records,
+        },
+    )
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
