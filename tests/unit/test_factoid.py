@@ -6,8 +6,6 @@ import copy
 import json
 
 import pytest
-import torch
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from slimkit.core.errors import ConfigError, DataError
 from slimkit.data.tokenizer import train_bpe_tokenizer
@@ -24,6 +22,7 @@ from slimkit.evaluate import (
 )
 from slimkit.evaluate import factoid as factoid_module
 from slimkit.evaluate.generation import left_pad
+from slimkit.models import tiny_model
 
 TEXTS = [
     "Question: Where was Ada Vell born?\nAnswer: Lorin",
@@ -62,36 +61,12 @@ def tokenizer():
 
 
 def _llama(tokenizer):
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        initializer_range=0.2,  # peaked logits, so argmax never rests on a float-noise tie
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    return LlamaForCausalLM(cfg).float().eval()
+    # peaked logits (initializer_range 0.2), so argmax never rests on a float-noise tie
+    return tiny_model("llama", vocab_size=len(tokenizer), max_position_embeddings=128, initializer_range=0.2)
 
 
 def _gpt2(tokenizer):
-    torch.manual_seed(0)
-    cfg = GPT2Config(
-        vocab_size=len(tokenizer),
-        n_embd=64,
-        n_layer=2,
-        n_head=4,
-        n_positions=128,
-        initializer_range=0.2,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    return GPT2LMHeadModel(cfg).float().eval()
+    return tiny_model("gpt2", vocab_size=len(tokenizer), n_positions=128, initializer_range=0.2)
 
 
 # -- normalisation and matching ------------------------------------------------------------------------

@@ -6,13 +6,13 @@ import math
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 import slimkit
 from slimkit.core.errors import ConfigError, DataError
 from slimkit.data.tokenizer import train_bpe_tokenizer
 from slimkit.evaluate import evaluate, make_results, perplexity, validate_results
 from slimkit.evaluate.perplexity import token_windows
+from slimkit.models import tiny_model
 
 DOCS = [
     f"{name} was born in {city} in {1900 + 7 * i}. {name} works for {company} and lives near the river."
@@ -34,21 +34,8 @@ def tokenizer():
 
 @pytest.fixture(scope="module")
 def model(tokenizer):
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        initializer_range=0.2,  # peaked logits: a perplexity far from uniform exercises the math
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    return LlamaForCausalLM(cfg).float().eval()
+    # peaked logits (initializer_range 0.2): a perplexity far from uniform exercises the math
+    return tiny_model("llama", vocab_size=len(tokenizer), max_position_embeddings=64, initializer_range=0.2)
 
 
 def test_matches_transformers_loss(model, tokenizer):
