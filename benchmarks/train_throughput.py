@@ -77,7 +77,7 @@ def main() -> None:
     world = generate_world(WorldConfig(seed=recipe.world_seed))
     docs = world.corpus_documents()
     tok = train_bpe_tokenizer(docs, vocab_size=recipe.vocab_size)
-    ids = tokenize_documents(tok, docs)
+    ids = tokenize_documents(tok, docs, separator="\n\n")  # as the default model is trained
     tcfg = TrainConfig.from_dict(
         {**recipe.train, "steps": args.steps, "checkpoint_every": 0, "warmup_steps": 5}
     )

@@ -13,9 +13,19 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def default_dir():
+    import os
+
+    import torch
+
     from slimkit.models.default import default_model_dir
 
-    return default_model_dir()
+    # the unit tier pins one thread; training the default model (first use) wants every core
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)
+    try:
+        return default_model_dir()
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

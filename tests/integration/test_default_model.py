@@ -10,7 +10,9 @@ from slimkit.evaluate import evaluate, validate_results
 
 def test_default_model_knows_popular_facts_better_than_rare(default_pair, world_dir):
     model, tok = default_pair
-    metrics = evaluate(model, tok, suite="factoid", data=str(world_dir / "factoid.jsonl"), batch_size=64)["factoid"]
+    metrics = evaluate(model, tok, suite="factoid", data=str(world_dir / "factoid.jsonl"), batch_size=64)[
+        "factoid"
+    ]
     popular = metrics["exact_match@popularity_half=popular"]
     rare = metrics["exact_match@popularity_half=rare"]
     assert popular >= 0.90, metrics

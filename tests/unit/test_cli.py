@@ -129,7 +129,9 @@ def test_text_shorter_than_one_window(tmp_path, tiny_dir, capsys):
     text = tmp_path / "short.txt"
     text.write_text("Only a few words here.")
     out = tmp_path / "r.json"
-    code, _, err = run(["eval", tiny_dir, "--suite", "ppl", "--data", text, "--seqlen", "128", "--out", out], capsys)
+    code, _, err = run(
+        ["eval", tiny_dir, "--suite", "ppl", "--data", text, "--seqlen", "128", "--out", out], capsys
+    )
     assert_one_line_error(code, err, "seqlen")
     assert not out.exists()
 
@@ -143,7 +145,9 @@ def test_eval_ppl_writes_results(tmp_path, tiny_dir, capsys):
     text = tmp_path / "t.txt"
     text.write_text("The quick brown fox jumps over the lazy dog. " * 80)
     out = tmp_path / "r.json"
-    code, stdout, err = run(["eval", tiny_dir, "--suite", "ppl", "--data", text, "--seqlen", "32", "--out", out], capsys)
+    code, stdout, err = run(
+        ["eval", tiny_dir, "--suite", "ppl", "--data", text, "--seqlen", "32", "--out", out], capsys
+    )
     assert code == 0, err
     results = json.loads(out.read_text())
     assert set(results) >= {"model", "provenance", "metrics"}

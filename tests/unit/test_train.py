@@ -172,7 +172,7 @@ def test_frozen_parameters_stay_put_through_train(tmp_path):
 # -- data --------------------------------------------------------------------------------------------------
 def test_sampler_visits_every_window_once_per_epoch_and_restores_its_position():
     ids = torch.arange(1 + 10 * 8)  # exactly 10 windows of seqlen 8
-    sampler = PackedSampler(ids, seqlen=8, seed=3)
+    sampler = PackedSampler(ids, seqlen=8, seed=3, random_offset=False)
     assert sampler.n_windows == 10
     epoch0 = torch.cat([sampler.next_batch(5) for _ in range(2)])
     assert sorted(epoch0[:, 0].tolist()) == list(range(0, 80, 8))
@@ -181,10 +181,30 @@ def test_sampler_visits_every_window_once_per_epoch_and_restores_its_position():
 
     state = sampler.state_dict()
     ahead = sampler.next_batch(7)  # crosses into epoch 2
-    again = PackedSampler(ids, seqlen=8, seed=3)
+    again = PackedSampler(ids, seqlen=8, seed=3, random_offset=False)
     again.load_state_dict(state)
     assert torch.equal(again.next_batch(7), ahead)
-    assert not torch.equal(PackedSampler(ids, 8, seed=4).next_batch(10), epoch0)
+    assert not torch.equal(PackedSampler(ids, 8, seed=4, random_offset=False).next_batch(10), epoch0)
+
+
+def test_sampler_random_offset_shifts_the_grid_per_epoch_and_resumes_exactly():
+    ids = torch.arange(1 + 10 * 8 + 7)  # 10 windows of seqlen 8 fit at every offset in [0, 8)
+    sampler = PackedSampler(ids, seqlen=8, seed=0)
+    assert sampler.n_windows == 10
+    offsets = []
+    for _ in range(6):  # six epochs
+        epoch = torch.cat([sampler.next_batch(5) for _ in range(2)])
+        starts = sorted(epoch[:, 0].tolist())
+        offset = starts[0] % 8
+        assert starts == list(range(offset, offset + 80, 8))  # the whole grid, shifted
+        assert torch.equal(epoch[:, 1:], epoch[:, :-1] + 1)
+        offsets.append(offset)
+    assert len(set(offsets)) > 1  # the grid moves between epochs
+    state = sampler.state_dict()
+    ahead = sampler.next_batch(13)
+    again = PackedSampler(ids, seqlen=8, seed=0)
+    again.load_state_dict(state)
+    assert torch.equal(again.next_batch(13), ahead)
 
 
 def test_sampler_refuses_too_little_text():
@@ -435,3 +455,13 @@ def test_yaml_reads_scientific_notation_as_float(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("model: {path: m}\ndata: x\nout: o\ntrain: {optimizer: {lr: 3e-4}}")
     assert load_recipe(path).train.optimizer.lr == pytest.approx(3e-4)
+
+
+def test_tokenize_documents_with_a_separator_tokenizes_the_joined_text():
+    from slimkit.models.tiny import tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    docs = ["The cat sat.", "", "A dog ran."]
+    ids = tokenize_documents(tok, docs, separator="\n\n")
+    assert ids.tolist() == tok("The cat sat.\n\nA dog ran.", add_special_tokens=False)["input_ids"]
+    assert tok.eos_token_id not in ids.tolist()

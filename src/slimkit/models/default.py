@@ -29,7 +29,8 @@ import torch
 from slimkit.core.config import Config, check_positive
 from slimkit.core.progress import console
 
-RECIPE_VERSION = 1
+# 2: packed windows shift by a random offset each epoch; 3: documents joined by a blank line, not EOS
+RECIPE_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,10 @@ class DefaultModelRecipe(Config):
         vocab_size (int): BPE vocabulary size. Default: 2048.
         hidden_size, intermediate_size, num_layers, num_heads, num_kv_heads (int): LLaMA shape.
         seqlen (int): training window (and the model's max positions is 2x this). Default: 128.
-        train (dict): TrainConfig fields (steps, batch_size, lr via optimizer, warmup, ...).
+        tie_embeddings (bool): share the input embedding and lm_head. Default: False.
+        train (dict): TrainConfig fields. Default: 600 steps of 16 x 128 tokens (~30 epochs of the
+            ~41k-token corpus), AdamW lr 2e-3 (betas 0.9/0.95, weight decay 0.1 on matrices), 30 warm-up
+            steps, cosine to 0.1 x lr, clipping at 1.0 — tuned on 2 CPU cores (docs/factworld.md).
     """
 
     world_seed: int = 0
@@ -52,15 +56,16 @@ class DefaultModelRecipe(Config):
     num_heads: int = 4
     num_kv_heads: int = 4
     seqlen: int = 128
+    tie_embeddings: bool = False
     train: dict[str, Any] = field(
         default_factory=lambda: {
-            "steps": 1200,
+            "steps": 600,
             "batch_size": 16,
             "seqlen": 128,
-            "warmup_steps": 60,
+            "warmup_steps": 30,
             "min_lr_ratio": 0.1,
             "grad_clip": 1.0,
-            "optimizer": {"type": "AdamWConfig", "lr": 3e-3, "weight_decay": 0.0},
+            "optimizer": {"type": "AdamWConfig", "lr": 2e-3, "betas": [0.9, 0.95], "weight_decay": 0.1},
             "seed": 0,
             "log_every": 50,
         }
@@ -99,10 +104,10 @@ def cache_root() -> Path:
 
 def default_world_dir(recipe: DefaultModelRecipe = DEFAULT_RECIPE) -> Path:
     """The default world's files (corpus, held-out text, task JSONL), built into the cache on first use."""
-    from slimkit.data.factworld import WorldConfig, build_world
+    from slimkit.data.factworld import GENERATOR_VERSION, WorldConfig, build_world
 
     cfg = WorldConfig(seed=recipe.world_seed)
-    digest = hashlib.sha256(cfg.to_json().encode()).hexdigest()[:10]
+    digest = hashlib.sha256(f"{cfg.to_json()}|generator-{GENERATOR_VERSION}".encode()).hexdigest()[:10]
     path = cache_root() / f"world-{digest}"
     if (path / "world.json").is_file():
         return path
@@ -148,7 +153,7 @@ def build_default_architecture(recipe: DefaultModelRecipe, vocab_size: int, toke
         num_attention_heads=recipe.num_heads,
         num_key_value_heads=recipe.num_kv_heads,
         max_position_embeddings=2 * recipe.seqlen,
-        tie_word_embeddings=True,
+        tie_word_embeddings=recipe.tie_embeddings,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
@@ -158,7 +163,7 @@ def build_default_architecture(recipe: DefaultModelRecipe, vocab_size: int, toke
 
 
 def _train_default(recipe: DefaultModelRecipe, path: Path) -> None:
-    from slimkit.data.factworld import WorldConfig, generate_world
+    from slimkit.data.factworld import DOCUMENT_SEPARATOR, WorldConfig, generate_world
     from slimkit.data.tokenizer import train_bpe_tokenizer
     from slimkit.models.loading import save_model
     from slimkit.train import TrainConfig, tokenize_documents, train
@@ -167,7 +172,8 @@ def _train_default(recipe: DefaultModelRecipe, path: Path) -> None:
     world = generate_world(WorldConfig(seed=recipe.world_seed))
     docs = world.corpus_documents()
     tokenizer = train_bpe_tokenizer(docs, vocab_size=recipe.vocab_size)
-    token_ids = tokenize_documents(tokenizer, docs)
+    # documents joined by a blank line, as in corpus.txt and as perplexity reads held-out text
+    token_ids = tokenize_documents(tokenizer, docs, separator=DOCUMENT_SEPARATOR)
     model = build_default_architecture(recipe, len(tokenizer), tokenizer)
     train_cfg = TrainConfig.from_dict(recipe.train)
     with torch.inference_mode(False):

@@ -90,6 +90,8 @@ class TrainConfig(Config):
         checkpoint_every (int): save a checkpoint every this many steps; 0 = only at the end
             (and on Ctrl-C). Needs an output directory. Default: 0.
         log_every (int): refresh the progress bar's loss and tokens/s every this many steps. Default: 10.
+        random_offset (bool): shift the packed-window grid by a random offset each epoch, so a
+            document cut by a window boundary in one epoch is seen whole in another. Default: True.
         seed (int): seeds the data order and every RNG. Default: 0.
         device (str): torch device, e.g. ``cpu``, ``cuda``, ``cuda:1``. Default: ``cpu``.
     """
@@ -105,6 +107,7 @@ class TrainConfig(Config):
     bf16: bool = False
     checkpoint_every: int = 0
     log_every: int = 10
+    random_offset: bool = True
     seed: int = 0
     device: str = "cpu"
 

@@ -144,7 +144,7 @@ def train(
     if resume and ckpt_root is None:
         raise CheckpointError("resume=True needs the out_dir of the run to resume")
 
-    sampler = PackedSampler(token_ids, cfg.seqlen, cfg.seed)
+    sampler = PackedSampler(token_ids, cfg.seqlen, cfg.seed, random_offset=cfg.random_offset)
     model.to(device)
     was_training = model.training
     model.train()

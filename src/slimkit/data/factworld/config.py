@@ -15,24 +15,24 @@ class WorldConfig(Config):
     Popularity is a power law in rank (Zipf anchored at the tail): the entity of rank ``r`` among
     ``n`` of its kind has every one of its facts written ``count(r) = clip(floor(min_mentions *
     (n / r) ** popularity_exponent), min_mentions, max_mentions)`` times in the training corpus.
-    With the defaults the rarest ~30% of people have each fact exactly once and the top ~18% have
+    With the defaults about 30% of facts are written exactly once and about 25% have
     ``max_mentions``. A fact written ``c`` times appears as ``c - floor(c * qa_fraction)``
     statements and ``floor(c * qa_fraction)`` question-answer pairs, so a fact seen once is a
     statement only.
 
     Attributes:
         seed (int): seeds every random choice; the same seed gives byte-identical files. Default: 0.
-        n_people (int): people in the world (4 facts each). Default: 200.
+        n_people (int): people in the world (4 facts each). Default: 80.
         n_cities (int): cities (1 fact each: in_country). Default: 30.
         n_countries (int): countries (1 fact each: capital); at most ``n_cities``. Default: 8.
         n_companies (int): companies (2 facts each: founded_in, headquartered_in). Default: 20.
         popularity_exponent (float): Zipf exponent ``alpha`` of ``count(r)``. Default: 2.0.
         min_mentions (int): corpus count of the rarest facts. Default: 1.
-        max_mentions (int): corpus count cap of the most popular facts. Default: 24.
+        max_mentions (int): corpus count cap of the most popular facts. Default: 16.
         qa_fraction (float): share of a fact's mentions written as a training QA pair. Default: 0.5.
         n_reading_docs (int): training reading-comprehension documents (a context of facts about
             invented people, then a question on it) that teach in-context retrieval; their people
-            are never used by the retrieval task. 0 disables them. Default: 600.
+            are never used by the retrieval task. 0 disables them. Default: 150.
         n_factoid (int): closed-book factoid questions, at most one per fact. Default: 1000.
         n_mc (int): multiple-choice questions, split evenly over ``mc_options``. Default: 600.
         mc_options (tuple[int, ...]): option counts of the multiple-choice questions. Default: (2, 4, 8).
@@ -46,15 +46,15 @@ class WorldConfig(Config):
     """
 
     seed: int = 0
-    n_people: int = 200
+    n_people: int = 80
     n_cities: int = 30
     n_countries: int = 8
     n_companies: int = 20
     popularity_exponent: float = 2.0
     min_mentions: int = 1
-    max_mentions: int = 24
+    max_mentions: int = 16
     qa_fraction: float = 0.5
-    n_reading_docs: int = 600
+    n_reading_docs: int = 150
     n_factoid: int = 1000
     n_mc: int = 600
     mc_options: tuple[int, ...] = (2, 4, 8)

@@ -1,8 +1,9 @@
 """Relations of the knowledge world and the sentences that express them.
 
-Each relation has training statement paraphrases, training question phrasings (used for the QA pairs
-in the corpus), HELD-OUT question phrasings (used only by the task files, never in the corpus) and
-held-out statement phrasings (used only by ``heldout.txt``). ``{s}`` is the subject, ``{o}`` the object.
+Each relation has training statement paraphrases (the corpus; ``heldout.txt`` recombines them into
+unseen documents), training question phrasings (used for the QA pairs in the corpus) and HELD-OUT
+question phrasings (used only by the task files, never in the corpus). ``{s}`` is the subject, ``{o}``
+the object.
 No sentence of the corpus matches a held-out phrasing (a test checks this with :func:`template_regex`).
 """
 
@@ -31,7 +32,6 @@ class Relation:
     statements: tuple[str, ...]
     questions: tuple[str, ...]
     heldout_questions: tuple[str, ...]
-    heldout_statements: tuple[str, ...]
 
 
 RELATIONS: dict[str, Relation] = {
@@ -42,63 +42,88 @@ RELATIONS: dict[str, Relation] = {
             "person",
             "city",
             statements=("{s} was born in {o}.", "{s} is a native of {o}.", "The birthplace of {s} is {o}."),
-            questions=("Where was {s} born?", "What is the birthplace of {s}?"),
-            heldout_questions=("In which city was {s} born?", "What city is {s} originally from?"),
-            heldout_statements=("{s} came into the world in {o}.",),
+            questions=(
+                "Where was {s} born?",
+                "What is the birthplace of {s}?",
+                "In what city was {s} born?",
+            ),
+            heldout_questions=("In which city was {s} born?", "What city was {s} born in?"),
         ),
         Relation(
             "lives_in",
             "person",
             "city",
             statements=("{s} lives in {o}.", "{s} is a resident of {o}.", "{s} makes a home in {o}."),
-            questions=("Where does {s} live?", "Which city does {s} reside in?"),
-            heldout_questions=("In which city does {s} live?", "What city is home to {s}?"),
-            heldout_statements=("These days {s} resides in {o}.",),
+            questions=("Where does {s} live?", "Which city does {s} reside in?", "Where is {s} living now?"),
+            heldout_questions=("In which city does {s} live?", "What city does {s} live in?"),
         ),
         Relation(
             "works_for",
             "person",
             "company",
             statements=("{s} works for {o}.", "{s} is employed by {o}.", "{s} has a job at {o}."),
-            questions=("Who does {s} work for?", "Which company employs {s}?"),
-            heldout_questions=("What company does {s} work for?", "Who is the employer of {s}?"),
-            heldout_statements=("{s} earns a living at {o}.",),
+            questions=("Who does {s} work for?", "Which company employs {s}?", "Where does {s} work?"),
+            heldout_questions=("What company does {s} work for?", "For which company does {s} work?"),
         ),
         Relation(
             "birth_year",
             "person",
             "year",
-            statements=("{s} was born in the year {o}.", "The birth year of {s} is {o}.", "In {o}, {s} was born."),
-            questions=("In what year was {s} born?", "What is the birth year of {s}?"),
-            heldout_questions=("When was {s} born?", "Which year was {s} born in?"),
-            heldout_statements=("{s} has been alive since {o}.",),
+            statements=(
+                "{s}'s year of birth is {o}.",
+                "The birth year of {s} is {o}.",
+                "In {o}, {s} was born.",
+            ),
+            questions=(
+                "In what year was {s} born?",
+                "What is the birth year of {s}?",
+                "{s} was born in what year?",
+            ),
+            heldout_questions=("In which year was {s} born?", "Which year was {s} born in?"),
         ),
         Relation(
             "in_country",
             "city",
             "country",
             statements=("{s} is a city in {o}.", "{s} lies in {o}.", "The city of {s} is located in {o}."),
-            questions=("In which country is {s}?", "Which country is {s} located in?"),
-            heldout_questions=("What country is {s} part of?", "What nation contains the city of {s}?"),
-            heldout_statements=("You will find {s} inside {o}.",),
+            questions=(
+                "In which country is {s}?",
+                "Which country is {s} located in?",
+                "To which country does {s} belong?",
+            ),
+            heldout_questions=("What country is {s} in?", "In what country is {s} located?"),
         ),
         Relation(
             "capital",
             "country",
             "city",
-            statements=("The capital of {s} is {o}.", "{o} is the capital of {s}.", "{s} is governed from {o}."),
-            questions=("What is the capital of {s}?", "Which city is the capital of {s}?"),
-            heldout_questions=("What city serves as the capital of {s}?", "Name the capital city of {s}."),
-            heldout_statements=("The seat of government of {s} is {o}.",),
+            statements=(
+                "The capital of {s} is {o}.",
+                "{o} is the capital of {s}.",
+                "{s} is governed from {o}.",
+            ),
+            questions=(
+                "What is the capital of {s}?",
+                "Which city is the capital of {s}?",
+                "Which city is {s} governed from?",
+            ),
+            heldout_questions=("What city is the capital of {s}?", "Name the capital of {s}."),
         ),
         Relation(
             "founded_in",
             "company",
             "year",
-            statements=("{s} was founded in {o}.", "{s} was established in {o}.", "{s} opened its doors in {o}."),
-            questions=("When was {s} founded?", "In what year was {s} established?"),
-            heldout_questions=("In which year was {s} founded?", "What year did {s} start?"),
-            heldout_statements=("{s} has existed since {o}.",),
+            statements=(
+                "{s} was founded in {o}.",
+                "{s} was established in {o}.",
+                "{s} opened its doors in {o}.",
+            ),
+            questions=(
+                "When was {s} founded?",
+                "In what year was {s} established?",
+                "When did {s} open its doors?",
+            ),
+            heldout_questions=("In which year was {s} founded?", "What year was {s} founded in?"),
         ),
         Relation(
             "headquartered_in",
@@ -109,9 +134,15 @@ RELATIONS: dict[str, Relation] = {
                 "The headquarters of {s} are in {o}.",
                 "{s} has its main office in {o}.",
             ),
-            questions=("Where is {s} headquartered?", "Where are the headquarters of {s}?"),
-            heldout_questions=("In which city is {s} headquartered?", "What city hosts the head office of {s}?"),
-            heldout_statements=("{s} runs its business from {o}.",),
+            questions=(
+                "Where is {s} headquartered?",
+                "Where are the headquarters of {s}?",
+                "Where is the main office of {s}?",
+            ),
+            heldout_questions=(
+                "In which city is {s} headquartered?",
+                "What city is {s} headquartered in?",
+            ),
         ),
     )
 }

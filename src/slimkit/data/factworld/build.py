@@ -1,0 +1,59 @@
+"""Write a generated world to a directory: ``world.json``, ``corpus.txt``, ``heldout.txt`` and task JSONL files.
+
+The files are written through :func:`slimkit.core.io.atomic_dir`, so a failed build leaves nothing
+behind, and serialised with sorted-free but fixed key order and ``\\n`` line ends, so the same config
+always gives byte-identical files. Formats: ``docs/formats.md``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from slimkit.core.io import atomic_dir
+from slimkit.data.factworld.config import WorldConfig
+from slimkit.data.factworld.generator import World, generate_world
+
+DOCUMENT_SEPARATOR = "\n\n"
+"""``corpus.txt`` and ``heldout.txt`` hold documents separated by one blank line (no document has one)."""
+
+TASK_FILES = ("factoid", "mc", "retrieval", "twohop", "canaries")
+
+
+def build_world(out_dir: str | Path, cfg: WorldConfig | None = None) -> Path:
+    """Generate the world for ``cfg`` (default :class:`WorldConfig`) and write it to ``out_dir``.
+
+    Writes ``world.json``, ``corpus.txt``, ``heldout.txt`` and ``{factoid,mc,retrieval,twohop,canaries}.jsonl``;
+    an existing ``out_dir`` is replaced atomically. Returns ``out_dir`` as a :class:`Path`.
+    """
+    world = generate_world(cfg or WorldConfig())
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        write_world(world, tmp)
+    return out_dir
+
+
+def write_world(world: World, directory: Path) -> None:
+    """Write every file of ``world`` into an existing ``directory`` (not atomic; see :func:`build_world`)."""
+    _write(directory / "world.json", json.dumps(world.to_dict(), indent=1, ensure_ascii=False) + "\n")
+    _write(directory / "corpus.txt", DOCUMENT_SEPARATOR.join(world.corpus_documents()) + "\n")
+    _write(directory / "heldout.txt", DOCUMENT_SEPARATOR.join(world.heldout_documents()) + "\n")
+    for name in TASK_FILES:
+        _write(directory / f"{name}.jsonl", "".join(_jsonl_line(r) for r in world.tasks[name]))
+
+
+def read_documents(path: str | Path) -> list[str]:
+    """The documents of a ``corpus.txt`` / ``heldout.txt`` file (split on blank lines)."""
+    text = Path(path).read_text(encoding="utf-8")
+    return [d.strip("\n") for d in text.split(DOCUMENT_SEPARATOR) if d.strip()]
+
+
+def _jsonl_line(record: dict[str, Any]) -> str:
+    return json.dumps(record, ensure_ascii=False) + "\n"
+
+
+def _write(path: Path, text: str) -> None:
+    # newline="" keeps "\n" on every platform, which byte-identical builds need
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
