@@ -99,12 +99,27 @@ def write_plots(results: dict[str, Any], out_dir: str | Path) -> list[str]:
                 d = dense["metrics"][task][metric]
                 for key in [k for k in lines if k.endswith(f"{suffix}|{style}")]:
                     lines[key].append((0.0, d))
+        # one colour per method, so its popular/rare lines and its N:M / OWL markers read together
+        methods = sorted({v["variant"]["method"] for v in variants if v["variant"].get("method") != "dense"})
+        colour_of = _method_colours(methods)
+
         for key, points in lines.items():
             label, style = key.rsplit("|", 1)
             xs, ys = zip(*sorted(points), strict=True)
-            ax.plot(xs, ys, style, marker="o", label=label)
+            ax.plot(xs, ys, style, marker="o", label=label, color=colour_of(label))
         for label, x, y in markers:
-            ax.scatter([x], [y], marker="s" if ":" in label else "^", s=40, label=label, zorder=3)
+            marker = "s" if ":" in label else "^"
+            filled = "rare" not in label
+            ax.scatter(
+                [x],
+                [y],
+                marker=marker,
+                s=40,
+                label=label,
+                zorder=3,
+                edgecolors=colour_of(label),
+                facecolors=colour_of(label) if filled else "none",
+            )
         if log_y:
             ax.set_yscale("log")
         ax.set_xlabel("sparsity (fraction of decoder-linear weights removed)")
@@ -116,6 +131,12 @@ def write_plots(results: dict[str, Any], out_dir: str | Path) -> list[str]:
         plt.close(fig)
         written.append(filename)
     return written
+
+
+def _method_colours(methods: list[str]):
+    """label -> matplotlib colour of the label's method (the label's first word, before any '+')."""
+    colour = {m: f"C{i % 10}" for i, m in enumerate(methods)}
+    return lambda label: colour.get(label.split(" ")[0].split("+")[0], "black")
 
 
 def flagged_variants(

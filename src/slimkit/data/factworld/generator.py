@@ -65,9 +65,10 @@ _ONSETS = (
 _VOWELS = ("a", "e", "i", "o", "u", "a", "e", "o")
 _CODAS = ("", "", "", "", "n", "r", "l", "s", "m", "k")
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 """Bumped whenever the same config would produce different files (caches key on it).
-2: held-out text is one training-phrased statement per fact (1: unseen phrasings, multi-fact paragraphs)."""
+3: held-out text is one training-phrased statement per fact (1: unseen phrasings in multi-fact
+paragraphs; 2: training phrasings in multi-fact paragraphs)."""
 
 
 @dataclass(frozen=True)
