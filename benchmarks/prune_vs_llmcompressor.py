@@ -51,7 +51,16 @@ RANDOM_SHAPES = {
         num_key_value_heads=16,
     ),
 }
-SETTINGS = [("wanda", "unstructured"), ("wanda", "2:4"), ("sparsegpt", "unstructured"), ("sparsegpt", "2:4")]
+# "+onepass": slimkit's sequential=False (statistics from one dense pass, no propagation of pruned
+# outputs) against llm-compressor's "basic" pipeline (the same semantics); every other setting runs the
+# reference's sequential propagation in both tools.
+SETTINGS = [
+    ("wanda", "unstructured"),
+    ("wanda", "2:4"),
+    ("sparsegpt", "unstructured"),
+    ("sparsegpt", "2:4"),
+    ("wanda", "unstructured+onepass"),
+]
 
 
 def prepare_model(spec: str, workdir: Path) -> Path:
@@ -126,7 +135,7 @@ def trial(args: argparse.Namespace) -> None:
     if args.tool == "slimkit":
         from slimkit.compress import build_config, compress_
 
-        cfg = build_config(args.method, sparsity=0.5, pattern=args.pattern)
+        cfg = build_config(args.method, sparsity=0.5, pattern=args.pattern, sequential=not args.onepass)
         compress_(model, cfg, calib, device=args.device, chunk_size=args.chunk, progress=False)
     else:
         from llmcompressor import oneshot
@@ -152,7 +161,7 @@ def trial(args: argparse.Namespace) -> None:
             recipe=[modifier],
             num_calibration_samples=calib.shape[0],
             max_seq_length=calib.shape[1],
-            pipeline="sequential",
+            pipeline="basic" if args.onepass else "sequential",
         )
     elapsed = time.perf_counter() - start
     peak = peak_memory_mib(args.device)
@@ -177,9 +186,12 @@ def trial(args: argparse.Namespace) -> None:
 
 
 def run_trial(tool, method, pattern, model_dir, calib, args) -> dict:
+    onepass = pattern.endswith("+onepass")
+    pattern = pattern.removesuffix("+onepass")
     cmd = [
         sys.executable,
         __file__,
+        *(["--onepass"] if onepass else []),
         "--trial",
         "--tool",
         tool,
@@ -229,6 +241,7 @@ def main() -> None:
     ap.add_argument("--pattern", help=argparse.SUPPRESS)
     ap.add_argument("--model-dir", help=argparse.SUPPRESS)
     ap.add_argument("--calib", help=argparse.SUPPRESS)
+    ap.add_argument("--onepass", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.trial:
         trial(args)
@@ -240,6 +253,25 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     settings = [tuple(item.split("/", 1)) for item in args.settings.split(",") if item]
     records, rows = [], []
+
+    def save(records: list[dict]) -> Path:
+        """Write what has been measured so far (so a crash or interrupt loses nothing)."""
+        return write_result(
+            args.out_name,
+            {
+                "llmcompressor": llmcompressor.__version__
+                if hasattr(llmcompressor, "__version__")
+                else "0.14",
+                "nsamples": args.nsamples,
+                "seqlen": args.seqlen,
+                "eval_seqlen": args.eval_seqlen,
+                "chunk": args.chunk,
+                "threads": args.threads,
+                "device": args.device,
+                "records": records,
+            },
+        )
+
     for spec in args.models.split(","):
         model_dir = prepare_model(spec, workdir)
         calib = calibration(model_dir, args.nsamples, args.seqlen, 0, workdir)
@@ -266,6 +298,7 @@ def main() -> None:
                 "work_mib": {t: res[t]["peak_mib"] - res[t]["rss_before_mib"] for t in res},
             }
             records.append(record)
+            save(records)
             rows.append(
                 [
                     f"{spec} ({n_params / 1e6:.0f}M)",
@@ -290,25 +323,14 @@ def main() -> None:
             "llm-c s",
             "time ratio",
             "peak MiB s/l",
+            "work MiB s/l",
             "ppl slimkit",
             "ppl llm-c",
             "ppl diff",
         ],
         rows,
     )
-    path = write_result(
-        args.out_name,
-        {
-            "llmcompressor": llmcompressor.__version__ if hasattr(llmcompressor, "__version__") else "0.14",
-            "nsamples": args.nsamples,
-            "seqlen": args.seqlen,
-            "eval_seqlen": args.eval_seqlen,
-            "chunk": args.chunk,
-            "threads": args.threads,
-            "device": args.device,
-            "records": records,
-        },
-    )
+    path = save(records)
     print(f"wrote {path}")
 
 
