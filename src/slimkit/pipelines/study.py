@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import random
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -257,7 +258,8 @@ def print_summary(results: dict[str, Any]) -> None:
     header, rows = summary_rows(results)
     table = Table(title=f"slimkit study — {results['model']}")
     for h in header:
-        table.add_column(h, justify="left" if h == "variant" else "right")
+        table.add_column(h, justify="left" if h == "variant" else "right", no_wrap=h == "variant")
     for row in rows:
         table.add_row(*row)
-    Console().print(table)
+    # a pipe or a CI log has no terminal width; rich would assume 80 columns and fold the table
+    Console(width=None if sys.stdout.isatty() else 120).print(table)
