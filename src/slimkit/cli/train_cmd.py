@@ -27,6 +27,11 @@ def train(
     from slimkit.train.recipe import train_from_yaml
 
     result, out_dir = train_from_yaml(config, resume=resume)
+    if resume and result.tokens_per_s == 0:
+        stdout.print(
+            f"nothing to train: the run already completed {len(result.losses)} steps; model in {Path(out_dir) / 'model'}"
+        )
+        return
     stdout.print(
         f"trained {len(result.losses)} steps, final loss {result.losses[-1]:.4f}, "
         f"{result.tokens_per_s:,.0f} tokens/s; model in {Path(out_dir) / 'model'}"
