@@ -33,18 +33,14 @@ def resolve_model(
 
 def metrics_table(metrics: dict[str, dict[str, Any]], title: str | None = None) -> Table:
     """A rich table of ``{task: {metric: value, "n": n}}``."""
+    from slimkit.evaluate.report import metric_rows  # lazy: importing slimkit.evaluate loads torch
+
     table = Table(title=title)
     table.add_column("task")
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_column("n", justify="right")
-    for task, values in metrics.items():
-        n = values.get("n", "")
-        for name, value in values.items():
-            if name == "n" or name.startswith("n@"):
-                continue
-            shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-            table.add_row(
-                task, name, shown, str(values.get(f"n@{name.split('@', 1)[1]}", n) if "@" in name else n)
-            )
+    for task, name, value, n in metric_rows(metrics):
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        table.add_row(task, name, shown, "" if n is None else str(n))
     return table

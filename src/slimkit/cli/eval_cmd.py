@@ -42,8 +42,10 @@ def eval_model(
     from slimkit.evaluate import evaluate, make_results, validate_results
 
     m, tok, name = resolve_model(model, device=device, dtype=dtype)
-    if data is None and (model == "default"):
-        data = _default_data(suite)
+    if data is None and model == "default":
+        from slimkit.models.default import default_world_data
+
+        data = default_world_data(suite)
     options = {"data": data, "limit": limit, "batch_size": batch_size}
     if seqlen is not None:
         options["seqlen"] = seqlen
@@ -54,13 +56,6 @@ def eval_model(
     if out is not None:
         write_json(out, results)
         stdout.print(f"wrote {out}")
-
-
-def _default_data(suite: str) -> str | None:
-    from slimkit.models.default import default_world_dir
-
-    world = default_world_dir()
-    return {"ppl": str(world / "heldout.txt"), "factoid": str(world / "factoid.jsonl")}.get(suite)
 
 
 def generate(

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from slimkit.compress.report import CompressionReport, measure
 from slimkit.core.config import Config
+from slimkit.core.devices import model_device, resolve_device
 from slimkit.core.errors import ConfigError
 from slimkit.core.registry import Registry
 
@@ -59,12 +60,6 @@ def method_name(config: Config | type[Config]) -> str:
     return cls.__name__.removesuffix("Config").lower()
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
 def compress_(
     model: nn.Module,
     config: Config,
@@ -96,8 +91,8 @@ def compress_(
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ConfigError(f"chunk_size={chunk_size!r} must be a positive integer")
     handler = COMPRESSORS.lookup(config)
-    compute = torch.device(device) if device is not None else None
-    with measure(compute or _model_device(model)) as stats:
+    compute = resolve_device(device) if device is not None else None
+    with measure(compute or model_device(model)) as stats:
         report = handler(model, config, calib, device=compute, progress=progress, chunk_size=chunk_size)
     report.total_time_s = stats["time_s"]
     report.peak_memory_bytes = stats["peak_bytes"]

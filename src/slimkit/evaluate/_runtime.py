@@ -8,13 +8,9 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from slimkit.core.devices import model_device
 
-def model_device(model: nn.Module, device: str | torch.device | None = None) -> torch.device:
-    """``device`` if given, else the device of the model's first parameter (CPU for a parameterless model)."""
-    if device is not None:
-        return torch.device(device)
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
+__all__ = ["eval_mode", "max_positions", "model_device"]
 
 
 @contextlib.contextmanager

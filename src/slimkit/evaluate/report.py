@@ -44,6 +44,22 @@ def _name(v: dict[str, Any]) -> str:
     return v.get("variant", {}).get("name", v["model"])
 
 
+def metric_rows(metrics: dict[str, dict[str, Any]]) -> list[tuple[str, str, Any, Any]]:
+    """``(task, metric, value, n)`` for every metric of ``{task: {metric: value, "n": n, "n@tag=v": n}}``.
+
+    A per-tag metric (``exact_match@popularity_half=rare``) gets its own count ``n@popularity_half=rare``.
+    """
+    rows = []
+    for task, values in metrics.items():
+        for metric, value in values.items():
+            if metric == "n" or metric.startswith("n@"):
+                continue
+            tagged = "@" in metric
+            n = values.get(f"n@{metric.split('@', 1)[1]}", values.get("n")) if tagged else values.get("n")
+            rows.append((task, metric, value, n))
+    return rows
+
+
 def summary_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of the study table: one row per variant, the columns present in any variant."""
     variants = _variants(results)
@@ -205,16 +221,8 @@ def write_report(results: dict[str, Any], out_dir: str | Path) -> str:
         lines.append("")
         lines.append("| task | metric | value | n |")
         lines.append("|---|---|---|---|")
-        for task, values in v["metrics"].items():
-            for metric, value in values.items():
-                if metric == "n" or metric.startswith("n@"):
-                    continue
-                n = (
-                    values.get(f"n@{metric.split('@', 1)[1]}", values.get("n"))
-                    if "@" in metric
-                    else values.get("n")
-                )
-                shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-                lines.append(f"| {task} | {metric} | {shown} | {n} |")
+        for task, metric, value, n in metric_rows(v["metrics"]):
+            shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+            lines.append(f"| {task} | {metric} | {shown} | {n} |")
         lines.append("")
     return "\n".join(lines) + "\n"

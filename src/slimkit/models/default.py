@@ -124,6 +124,16 @@ def default_world_dir(recipe: DefaultModelRecipe = DEFAULT_RECIPE) -> Path:
     return path
 
 
+# the default world's file each evaluation suite reads when the user gives no --data
+DEFAULT_SUITE_FILES = {"ppl": "heldout.txt", "factoid": "factoid.jsonl"}
+
+
+def default_world_data(suite: str, recipe: DefaultModelRecipe = DEFAULT_RECIPE) -> str | None:
+    """Path of the default world's file for ``suite`` (held-out text, factoid questions), or None."""
+    name = DEFAULT_SUITE_FILES.get(suite)
+    return None if name is None else str(default_world_dir(recipe) / name)
+
+
 def default_model_dir(recipe: DefaultModelRecipe = DEFAULT_RECIPE, *, retrain: bool = False) -> Path:
     """Directory of the cached default model, training it first if needed (or when ``retrain``)."""
     path = cache_root() / f"default-model-{recipe.fingerprint()}"

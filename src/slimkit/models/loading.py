@@ -35,6 +35,7 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
+from slimkit.core.devices import resolve_device
 from slimkit.core.errors import ConfigError, ModelLoadError, SlimkitError
 from slimkit.core.io import atomic_dir
 from slimkit.models.adapters import adapter_for_model_type
@@ -82,25 +83,6 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str:
     if isinstance(dtype, str) and dtype.lower() in DTYPES:
         return DTYPES[dtype.lower()]
     raise ConfigError(f"dtype={dtype!r} is not one of {sorted(DTYPES)} (or a torch.dtype)")
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """A ``torch.device`` that exists on this machine.
-
-    Raises:
-        ConfigError: not a device name, or a CUDA/MPS device that is not available.
-    """
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ConfigError(f"device={device!r} is not a torch device (e.g. 'cpu', 'cuda', 'cuda:1')") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={device!r} was asked for but CUDA is not available here; use --device cpu")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ConfigError(f"device={device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"device={device!r} was asked for but MPS is not available here; use --device cpu")
-    return dev
 
 
 @contextlib.contextmanager

@@ -207,16 +207,16 @@ def _evaluate(model, tokenizer, cfg: StudyConfig, ppl_data, factoid_records) -> 
 
 
 def _calibration(cfg: StudyConfig, tokenizer, variants: list[Variant]):
-    from slimkit.compress import needs_calibration
-    from slimkit.data.calibration import sample_calibration
-    from slimkit.data.sources import read_documents
+    """One calibration set for every variant, so differences come from the methods alone."""
+    from slimkit.compress import calibration_for, needs_calibration
 
-    if not any(v.config is not None and needs_calibration(v.config) for v in variants):
+    calibrated = next(
+        (v.config for v in variants if v.config is not None and needs_calibration(v.config)), None
+    )
+    if calibrated is None:
         return None
-    documents = read_documents(cfg.calib or "world:corpus")
-    # one calibration set for every variant, so differences come from the methods alone
-    return sample_calibration(
-        tokenizer, documents, nsamples=cfg.nsamples, seqlen=cfg.calib_seqlen, seed=cfg.seed
+    return calibration_for(
+        calibrated, tokenizer, cfg.calib, nsamples=cfg.nsamples, seqlen=cfg.calib_seqlen, seed=cfg.seed
     )
 
 
@@ -224,13 +224,12 @@ def _resolve(cfg: StudyConfig) -> tuple[Any, Any, str, str, tuple[dict, ...] | N
     from slimkit.evaluate.factoid import read_factoid
 
     if cfg.model is None:
-        from slimkit.models.default import default_model, default_world_dir
+        from slimkit.models.default import default_model, default_world_data
 
-        world = default_world_dir()
         model, tokenizer = default_model(device=cfg.device)
         name = "factworld-default"
-        ppl_data = cfg.ppl_data or str(world / "heldout.txt")
-        factoid_path: str | None = cfg.factoid_data or str(world / "factoid.jsonl")
+        ppl_data = cfg.ppl_data or default_world_data("ppl")
+        factoid_path: str | None = cfg.factoid_data or default_world_data("factoid")
     else:
         from slimkit.models.loading import load_model
 

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from slimkit.core.devices import resolve_device
 from slimkit.core.errors import CheckpointError, ConfigError, DataError, SlimkitError
 from slimkit.core.progress import console, progress_bar
 from slimkit.core.seed import rng_state, seed_everything, set_rng_state
@@ -137,7 +138,7 @@ def train(
         SlimkitError: the loss became NaN/inf (lower the learning rate).
         KeyboardInterrupt: re-raised after saving a checkpoint of the last completed step.
     """
-    device = _resolve_device(cfg.device)
+    device = resolve_device(cfg.device)
     if max_steps_this_run is not None and max_steps_this_run < 1:
         raise ConfigError(f"max_steps_this_run={max_steps_this_run} must be >= 1 (or None for no limit)")
     ckpt_root = Path(out_dir) / "checkpoints" if out_dir is not None else None
@@ -267,15 +268,6 @@ def train(
         steps=step,
         checkpoint=last_ckpt,
     )
-
-
-def _resolve_device(name: str) -> torch.device:
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"TrainConfig.device={name!r} but CUDA is not available here; use device: cpu")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"TrainConfig.device={name!r} but MPS is not available here; use device: cpu")
-    return device
 
 
 __all__ = ["Callback", "TrainResult", "accumulate_gradients_", "causal_lm_loss", "train"]
