@@ -11,17 +11,17 @@ from slimkit.core.errors import ConfigError, DataError
 from slimkit.data.tokenizer import train_bpe_tokenizer
 from slimkit.evaluate import (
     FactoidTaskConfig,
+    TwoHopTaskConfig,
     contains_match,
     evaluate,
-    evaluate_factoid,
     exact_match,
     greedy_generate,
     normalize_answer,
-    read_jsonl,
     validate_results,
 )
-from slimkit.evaluate import factoid as factoid_module
 from slimkit.evaluate.generation import left_pad
+from slimkit.evaluate.tasks import factoid as factoid_module
+from slimkit.evaluate.tasks.factoid import evaluate_factoid
 from slimkit.models import tiny_model
 
 TEXTS = [
@@ -96,34 +96,36 @@ def test_exact_and_contains_match():
 
 
 # -- records -------------------------------------------------------------------------------------------
-def test_read_jsonl_names_missing_fields(tmp_path):
+def _factoid(records, **options):
+    return evaluate_factoid(None, None, FactoidTaskConfig(data=records, **options))
+
+
+def test_jsonl_missing_fields_are_named(tmp_path):
     p = tmp_path / "factoid.jsonl"
     p.write_text(json.dumps(RECORDS[0]) + "\n" + json.dumps({"id": "x", "question": "q"}) + "\n")
-    with pytest.raises(
-        DataError, match=r"factoid.jsonl:2: missing field\(s\) \['answers'\]; each line needs"
-    ):
-        read_jsonl(p, ("id", "question", "answers"))
+    with pytest.raises(DataError, match=r"factoid.jsonl:2: missing field\(s\) \['answers'\].*layout"):
+        _factoid(str(p))
     with pytest.raises(DataError, match="not found"):
-        read_jsonl(tmp_path / "none.jsonl", ("id",))
+        _factoid(str(tmp_path / "none.jsonl"))
 
 
 def test_bad_and_empty_tasks(tmp_path):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n")
     with pytest.raises(DataError, match="empty"):
-        evaluate_factoid(None, None, empty)
+        _factoid(str(empty))
     with pytest.raises(DataError, match="empty"):
-        evaluate_factoid(None, None, [])
+        _factoid([])
     with pytest.raises(DataError, match="'answers' must be a non-empty list"):
-        evaluate_factoid(None, None, [{"id": "a", "question": "q", "answers": "Lorin"}])
+        _factoid([{"id": "a", "question": "q", "answers": "Lorin"}])
     with pytest.raises(DataError, match="needs data"):
-        evaluate_factoid(None, None)
+        _factoid(None)
 
 
 def test_config_validation():
     with pytest.raises(ConfigError, match="must contain {question}"):
         FactoidTaskConfig(prompt_template="Q: ")
-    with pytest.raises(ConfigError, match="may only use the field"):
+    with pytest.raises(ConfigError, match="may only use the fields"):
         FactoidTaskConfig(prompt_template="{context} {question}")
     with pytest.raises(ConfigError, match="max_new_tokens"):
         FactoidTaskConfig(max_new_tokens=0)
@@ -145,16 +147,39 @@ def test_metrics_and_groups(monkeypatch):
 
     monkeypatch.setattr(factoid_module, "greedy_generate", fake_generate)
     records = copy.deepcopy(RECORDS)
-    out = evaluate_factoid(None, None, records, return_examples=True)
+    result = _factoid(records)
+    out = result.metrics
     assert out["n"] == 4
     assert out["exact_match"] == pytest.approx(2 / 4)  # q1 and q4 ("Quell" vs "The Quell")
     assert out["contains"] == pytest.approx(3 / 4)
     assert out["exact_match@popularity_half=popular"] == 1.0
     assert out["n@popularity_half=rare"] == 2
     assert out["exact_match@popularity_half=rare"] == 0.0 and out["contains@popularity_half=rare"] == 0.5
-    assert [e["prediction"] for e in out["examples"]] == ["Lorin", "it was B. Tarn", "1906", "Quell"]
+    assert [e["prediction"] for e in result.examples] == ["Lorin", "it was B. Tarn", "1906", "Quell"]
     assert records == RECORDS  # inputs untouched
-    assert evaluate_factoid(None, None, records, FactoidTaskConfig(limit=1))["n"] == 1
+    assert _factoid(records, limit=1).metrics["n"] == 1
+
+
+def test_twohop_scores_only_the_concluded_answer(monkeypatch):
+    chains = {
+        "In which country was Ada born?": "Ada was born in Lorin. Lorin lies in Veda. So the answer is Veda.",
+        "In which country does Ada live?": "Ada lives in Voro. Voro lies in Kesh.",  # never concludes
+        "Where is the employer of Ada?": "Ada works for Kel. So the answer is Lorin Media",
+    }
+    monkeypatch.setattr(
+        factoid_module,
+        "greedy_generate",
+        lambda m, t, prompts, **kw: [chains[p.split("Question: ")[1].split("\n")[0]] for p in prompts],
+    )
+    records = [
+        {"id": "a", "question": q, "answers": [a], "tags": {"composition": c}}
+        for q, a, c in zip(chains, ["Veda", "Kesh", "Lorin Media"], ["born", "lives", "works"], strict=True)
+    ]
+    result = evaluate_factoid(None, None, TwoHopTaskConfig(data=records), task="twohop")
+    assert [e["prediction"] for e in result.examples] == ["Veda", "", "Lorin Media"]
+    assert result.metrics["exact_match"] == pytest.approx(2 / 3)
+    assert result.metrics["exact_match@composition=lives"] == 0.0  # the bridge answer "Kesh" is in the
+    assert result.metrics["contains@composition=lives"] == 0.0  # chain but was never concluded
 
 
 # -- generation ----------------------------------------------------------------------------------------

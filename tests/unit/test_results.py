@@ -11,8 +11,7 @@ import torch
 import slimkit
 from slimkit.core.config import Config
 from slimkit.core.errors import SlimkitError
-from slimkit.evaluate import make_results, validate_results
-from slimkit.evaluate.factoid import FactoidTaskConfig
+from slimkit.evaluate import FactoidTaskConfig, make_results, validate_results
 
 METRICS = {
     "ppl": {"perplexity": 12.5, "mean_nll": 2.526, "n": 4096},

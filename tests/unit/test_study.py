@@ -20,7 +20,15 @@ def tiny_setup(tmp_path_factory):
     save_model(tiny_model("llama", vocab_size=len(tok)), tok, root / "model")
     sentences = [f"Person {i} was born in city {i % 7} and works for company {i % 5}." for i in range(200)]
     (root / "text.txt").write_text("\n\n".join(" ".join(sentences[i : i + 10]) for i in range(0, 200, 10)))
-    with open(root / "factoid.jsonl", "w") as f:
+    (root / "kick").mkdir()
+    mc = {
+        "id": "m",
+        "question": "Where was person 1 born?",
+        "options": ["city 1", "city 2"],
+        "answer_index": 0,
+    }
+    (root / "kick" / "mc.jsonl").write_text(json.dumps(mc) + "\n")
+    with open(root / "kick" / "factoid.jsonl", "w") as f:
         for i in range(12):
             tags = {"popularity_half": "popular" if i % 2 else "rare"}
             f.write(
@@ -47,7 +55,7 @@ def test_study_sweep_on_tiny_model(tiny_setup, tmp_path):
     cfg = StudyConfig(
         model=str(tiny_setup / "model"),
         ppl_data=str(tiny_setup / "text.txt"),
-        factoid_data=str(tiny_setup / "factoid.jsonl"),
+        kick_data=str(tiny_setup / "kick"),
         methods=("magnitude", "wanda"),
         sparsities=(0.5,),
         patterns=("2:4",),
@@ -59,6 +67,7 @@ def test_study_sweep_on_tiny_model(tiny_setup, tmp_path):
         batch_size=8,
     )
     out = tmp_path / "study"
+    assert cfg.kick_limit == 200
     results = run_study(cfg, out)
     names = [v["variant"]["name"] for v in results["variants"]]
     assert names == ["dense", "magnitude 50%", "magnitude 2:4", "wanda 50%", "wanda 2:4", "wanda+OWL 50%"]
@@ -74,6 +83,8 @@ def test_study_sweep_on_tiny_model(tiny_setup, tmp_path):
     assert (out / "accuracy_vs_sparsity.png").stat().st_size > 1000
     report = (out / "report.md").read_text()
     assert "wanda+OWL 50%" in report and "perplexity_vs_sparsity.png" in report
+    assert set(on_disk["metrics"]) == {"ppl", "factoid", "mc"}
+    assert "mc accuracy" in report
 
 
 def test_unknown_method_fails_before_any_work(tmp_path):

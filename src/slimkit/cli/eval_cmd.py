@@ -10,10 +10,16 @@ from slimkit.cli.common import metrics_table, resolve_model, stdout
 
 HELP = (
     "Evaluate a model directory (or `default`, the built-in world's model) and write results JSON.\n\n"
-    "Suites: `ppl` (perplexity, non-overlapping windows), `factoid` (closed-book QA, exact match).\n"
-    "Without --data the built-in world's held-out text / questions are used.\n\n"
+    "Suites: `ppl` (perplexity, non-overlapping windows); `kick` (the LLM-KICK knowledge suite: factoid, "
+    "mc, retrieval, twohop, summarization, instruct — every task its --data provides); or one task by name "
+    "(`factoid`, `mc`, `retrieval`, `twohop`, `summarization`, `instruct`).\n\n"
+    "--data: a text source (ppl), a task JSONL (one task), or reader specs for kick (repeatable): a "
+    "directory of task JSONL files, `freebaseqa:FILE`, `mmlu:DIR`, `triviaqa:FILE`, `cnndm:FILE`, "
+    "`jsonl:TASK:FILE`. Without --data the built-in world is used.\n\n"
     "Examples:\n\n"
-    "    slimkit eval default --suite factoid --out factoid.json\n\n"
+    "    slimkit eval default --suite kick --out kick.json\n\n"
+    "    slimkit eval ./pruned --suite kick --tasks factoid,mc --limit 100 --save-examples ex.json --out r.json\n\n"
+    "    slimkit eval ./pruned --suite kick --data mmlu:data/mmlu --data triviaqa:data/triviaqa --out r.json\n\n"
     "    slimkit eval ./my-model --suite ppl --data wiki.test.txt --seqlen 2048 --out ppl.json"
 )
 
@@ -26,11 +32,22 @@ GENERATE_HELP = (
 
 def eval_model(
     model: str = typer.Argument(..., help="Model directory, or `default`."),
-    suite: str = typer.Option("ppl", "--suite", help="Evaluation suite: ppl | factoid."),
-    data: str | None = typer.Option(None, "--data", help="Text source (ppl) or task JSONL (factoid)."),
+    suite: str = typer.Option("ppl", "--suite", help="ppl | kick | a task name (factoid, mc, ...)."),
+    data: list[str] | None = typer.Option(
+        None, "--data", help="Text source (ppl), task JSONL (one task) or reader spec(s) (kick; repeatable)."
+    ),
+    tasks: str | None = typer.Option(None, "--tasks", help="kick only: comma-separated tasks to run."),
     seqlen: int | None = typer.Option(None, "--seqlen", help="Perplexity window length."),
-    limit: int | None = typer.Option(None, "--limit", help="Evaluate at most this many windows / questions."),
-    batch_size: int = typer.Option(16, "--batch-size", help="Batch size."),
+    limit: int | None = typer.Option(
+        None, "--limit", help="Evaluate at most this many windows / items per task."
+    ),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", help="Batch size (default: each task's own)."
+    ),
+    judge: str | None = typer.Option(None, "--judge", help="instruct: a local judge model directory."),
+    save_examples: Path | None = typer.Option(
+        None, "--save-examples", help="Write every item's prediction and scores to this JSON file."
+    ),
     seed: int = typer.Option(0, "--seed", help="Recorded in provenance (evaluation is deterministic)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N."),
     dtype: str | None = typer.Option(
@@ -38,21 +55,44 @@ def eval_model(
     ),
     out: Path | None = typer.Option(None, "--out", help="Results JSON to write."),
 ) -> None:
+    from slimkit.core.errors import ConfigError
     from slimkit.core.io import write_json
-    from slimkit.evaluate import evaluate, make_results, validate_results
+    from slimkit.evaluate import make_results, run_suite, validate_results
 
-    m, tok, name = resolve_model(model, device=device, dtype=dtype)
-    if data is None and model == "default":
-        from slimkit.models.default import default_world_data
-
-        data = default_world_data(suite)
-    options = {"data": data, "limit": limit, "batch_size": batch_size}
+    options: dict = {"limit": limit}
+    if batch_size is not None:
+        options["batch_size"] = batch_size
     if seqlen is not None:
         options["seqlen"] = seqlen
-    metrics = evaluate(m, tok, suite=suite, **options)
-    results = make_results(name, metrics, config={"suite": suite, **options}, seed=seed)
+    if judge is not None:
+        options["judge"] = judge
+    if tasks is not None:
+        if suite != "kick":
+            raise ConfigError("--tasks selects tasks of --suite kick; for one task use --suite TASK")
+        options["tasks"] = tasks
+    if data:
+        if suite != "kick" and len(data) > 1:
+            raise ConfigError(f"--suite {suite} reads one --data source, got {len(data)}")
+        options["data"] = tuple(data) if suite == "kick" else data[0]
+    elif model == "default" and suite == "ppl":
+        from slimkit.models.default import default_world_data
+
+        options["data"] = default_world_data(suite)
+    # check the options before loading (or training) a model
+    from slimkit.evaluate.tasks import task_config
+
+    task_config(suite, **options)
+    m, tok, name = resolve_model(model, device=device, dtype=dtype)
+    run = run_suite(m, tok, suite, **options)
+    config = {"suite": suite, **run.config.to_dict(), "skipped": run.skipped}
+    results = make_results(name, run.metrics, config=config, seed=seed)
     validate_results(results)
-    stdout.print(metrics_table(metrics, title=f"{name} — {suite}"))
+    stdout.print(metrics_table(run.metrics, title=f"{name} — {suite}"))
+    for task, reason in run.skipped.items():
+        stdout.print(f"skipped {task}: {reason}")
+    if save_examples is not None:
+        write_json(save_examples, {"model": name, "suite": suite, "examples": run.examples})
+        stdout.print(f"wrote {save_examples}")
     if out is not None:
         write_json(out, results)
         stdout.print(f"wrote {out}")

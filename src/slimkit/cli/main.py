@@ -11,7 +11,17 @@ import sys
 
 import typer
 
-from slimkit.cli import compress_cmd, eval_cmd, study_cmd, train_cmd, world_cmd
+from slimkit.cli import (
+    compress_cmd,
+    debias_cmd,
+    eval_cmd,
+    graph_cmd,
+    junkdna_cmd,
+    report_cmd,
+    study_cmd,
+    train_cmd,
+    world_cmd,
+)
 from slimkit.cli.errors import run_cli
 
 app = typer.Typer(
@@ -32,6 +42,10 @@ app.command("compress", help=compress_cmd.HELP)(compress_cmd.compress)
 app.command("eval", help=eval_cmd.HELP)(eval_cmd.eval_model)
 app.command("generate", help=eval_cmd.GENERATE_HELP)(eval_cmd.generate)
 app.command("study", help=study_cmd.HELP)(study_cmd.study)
+app.command("junkdna", help=junkdna_cmd.HELP)(junkdna_cmd.junkdna)
+app.command("report", help=report_cmd.HELP)(report_cmd.report)
+app.add_typer(graph_cmd.app, name="graph")
+app.add_typer(debias_cmd.app, name="debias")
 
 
 def main(argv: list[str] | None = None) -> None:

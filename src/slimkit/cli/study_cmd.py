@@ -13,12 +13,15 @@ HELP = (
     "results.json, report.md and plots to --out.\n\n"
     "With no MODEL the built-in knowledge world and its default model are used (trained on first use in a "
     "few minutes on a laptop CPU, then cached). The default sweep: magnitude, Wanda and SparseGPT at "
-    "30/50/70% unstructured and 2:4, plus OWL at 70%.\n\n"
+    "30/50/70% unstructured and 2:4, plus OWL at 70%. Every variant is evaluated on perplexity and the LLM-KICK "
+    "suite (factoid, multiple choice, retrieval, two-hop on the world; --kick-data for real datasets).\n\n"
     "Examples:\n\n"
     "    slimkit study\n\n"
     "    slimkit study --methods wanda,sparsegpt --sparsities 0.5 --patterns '' --out quick\n\n"
     "    slimkit study --dense-only\n\n"
-    "    slimkit study ./my-model --data wiki.test.txt --calib c4.jsonl --seqlen 2048 --calib-seqlen 2048"
+    "    slimkit study --tasks factoid,mc --kick-limit 100 --out quick\n\n"
+    "    slimkit study ./my-model --data wiki.test.txt --calib c4.jsonl --seqlen 2048 --calib-seqlen 2048 "
+    "--kick-data mmlu:data/mmlu"
 )
 
 
@@ -53,13 +56,15 @@ def study(
     nsamples: int = typer.Option(64, "--nsamples", help="Calibration sequences."),
     calib_seqlen: int = typer.Option(128, "--calib-seqlen", help="Calibration sequence length."),
     seqlen: int = typer.Option(128, "--seqlen", help="Perplexity window length."),
-    questions: int | None = typer.Option(
-        400, "--questions", help="Factoid questions (seeded subset; 0 = all)."
+    kick_data: list[str] | None = typer.Option(
+        None, "--kick-data", help="KICK reader spec(s), repeatable (default: the world's tasks)."
     ),
+    tasks: str = typer.Option("", "--tasks", help="KICK tasks to run (default: all the data provides)."),
+    kick_limit: int = typer.Option(200, "--kick-limit", help="Items per KICK task (0 = all)."),
     limit: int | None = typer.Option(None, "--limit", help="At most this many perplexity windows."),
     batch_size: int = typer.Option(64, "--batch-size", help="Evaluation batch size."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N."),
-    seed: int = typer.Option(0, "--seed", help="Calibration and question-subset seed."),
+    seed: int = typer.Option(0, "--seed", help="Calibration seed."),
     out: Path = typer.Option(Path("slimkit-study"), "--out", help="Output directory (replaced atomically)."),
 ) -> None:
     from slimkit.pipelines.study import StudyConfig, print_summary, run_study
@@ -75,7 +80,9 @@ def study(
         nsamples=nsamples,
         calib_seqlen=calib_seqlen,
         seqlen=seqlen,
-        factoid_questions=None if questions == 0 else questions,
+        kick_data=tuple(kick_data) if kick_data else None,
+        kick_tasks=_names(tasks),
+        kick_limit=None if kick_limit == 0 else kick_limit,
         limit=limit,
         batch_size=batch_size,
         device=device,

@@ -1,7 +1,7 @@
-"""Evaluation: perplexity, factoid QA, and the results JSON every evaluation writes.
+"""Evaluation: perplexity, the LLM-KICK task suite, and the results JSON every evaluation writes.
 
     metrics = slimkit.evaluate(model, tok, suite="ppl", data="wiki.jsonl", seqlen=128)
-    metrics |= slimkit.evaluate(model, tok, suite="factoid", data="factoid.jsonl")
+    metrics |= slimkit.evaluate(model, tok, suite="kick")          # factoid, mc, retrieval, twohop, ...
     write_json("results.json", make_results("my-model", metrics, seed=0))
 
 ``evaluate`` takes any model and never imports ``slimkit.compress``: compressing and then
@@ -14,33 +14,62 @@ import sys
 import types
 from typing import Any
 
-from slimkit.evaluate.factoid import (
-    FactoidTaskConfig,
-    contains_match,
-    evaluate_factoid,
-    exact_match,
-    normalize_answer,
-    read_jsonl,
-)
 from slimkit.evaluate.generation import greedy_generate
+from slimkit.evaluate.kick import KICK_TASKS, KickSuiteConfig
+from slimkit.evaluate.metrics import (
+    contains_match,
+    exact_match,
+    lenient_match,
+    normalize_answer,
+    rouge_scores,
+    token_f1,
+)
 from slimkit.evaluate.perplexity import PerplexityResult, PerplexityTaskConfig, perplexity
 from slimkit.evaluate.results import make_results, validate_results
-from slimkit.evaluate.tasks import SUITES, evaluate
+from slimkit.evaluate.runner import SuiteRun, evaluate, run_suite
+from slimkit.evaluate.scoring import ContinuationScore, score_continuations
+from slimkit.evaluate.tasks import (
+    TASKS,
+    FactoidTaskConfig,
+    InstructTaskConfig,
+    LocalJudge,
+    MultipleChoiceTaskConfig,
+    RetrievalTaskConfig,
+    SummarizationTaskConfig,
+    TaskOutput,
+    TaskSkipped,
+    TwoHopTaskConfig,
+)
 
 __all__ = [
-    "SUITES",
+    "KICK_TASKS",
+    "TASKS",
+    "ContinuationScore",
     "FactoidTaskConfig",
+    "InstructTaskConfig",
+    "KickSuiteConfig",
+    "LocalJudge",
+    "MultipleChoiceTaskConfig",
     "PerplexityResult",
     "PerplexityTaskConfig",
+    "RetrievalTaskConfig",
+    "SuiteRun",
+    "SummarizationTaskConfig",
+    "TaskOutput",
+    "TaskSkipped",
+    "TwoHopTaskConfig",
     "contains_match",
     "evaluate",
-    "evaluate_factoid",
     "exact_match",
     "greedy_generate",
+    "lenient_match",
     "make_results",
     "normalize_answer",
     "perplexity",
-    "read_jsonl",
+    "rouge_scores",
+    "run_suite",
+    "score_continuations",
+    "token_f1",
     "validate_results",
 ]
 

@@ -18,8 +18,8 @@ from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaLis
 
 from slimkit.core.config import check_range
 from slimkit.core.errors import DataError
-from slimkit.core.progress import progress_bar
-from slimkit.evaluate._runtime import eval_mode, model_device
+from slimkit.core.progress import console, progress_bar
+from slimkit.evaluate._runtime import eval_mode, max_positions, model_device
 
 
 def greedy_generate(
@@ -30,6 +30,7 @@ def greedy_generate(
     max_new_tokens: int = 16,
     batch_size: int = 32,
     stop_at_newline: bool = True,
+    stop: Sequence[str] = (),
     device: str | torch.device | None = None,
 ) -> list[str]:
     """Greedy continuations of ``prompts``, in the order given.
@@ -44,6 +45,7 @@ def greedy_generate(
         batch_size: prompts per ``generate`` call, >= 1; the output does not depend on it. Default: 32.
         stop_at_newline: cut each continuation at its first ``"\\n"`` and stop a batch once every row
             has produced one. Default: True.
+        stop: more stop strings, handled the same way (lm-eval's ``until``). Default: none.
         device: where the inputs go. Default: the model's device (the model is not moved).
 
     Returns:
@@ -55,7 +57,8 @@ def greedy_generate(
     if not prompts:
         return []
     target = model_device(model, device)
-    pad_id = _pad_token_id(tokenizer)
+    pad_id = pad_token_id(tokenizer)
+    stops = tuple(s for s in (("\n",) if stop_at_newline else ()) + tuple(stop) if s)
     gen_cfg = GenerationConfig(
         max_new_tokens=max_new_tokens,
         do_sample=False,
@@ -67,6 +70,7 @@ def greedy_generate(
     empty = [i for i, ids in enumerate(token_ids) if not ids]
     if empty:
         raise DataError(f"prompt #{empty[0]} ({prompts[empty[0]]!r}) has no tokens; nothing to continue from")
+    token_ids = _fit_positions(model, token_ids, max_new_tokens)
     # longest first: the first batch hits any out-of-memory at once, and similar lengths pad little
     order = sorted(range(len(prompts)), key=lambda i: (-len(token_ids[i]), i))
     outputs: list[str] = [""] * len(prompts)
@@ -75,9 +79,7 @@ def greedy_generate(
             idx = order[start : start + batch_size]
             input_ids, attention_mask = left_pad([token_ids[i] for i in idx], pad_id)
             prompt_len = input_ids.shape[1]
-            stopping = (
-                StoppingCriteriaList([_NewlineStop(tokenizer, prompt_len)]) if stop_at_newline else None
-            )
+            stopping = StoppingCriteriaList([_StopStrings(tokenizer, prompt_len, stops)]) if stops else None
             out = model.generate(
                 input_ids=input_ids.to(target),
                 attention_mask=attention_mask.to(target),
@@ -86,9 +88,30 @@ def greedy_generate(
             )
             texts = tokenizer.batch_decode(out[:, prompt_len:], skip_special_tokens=True)
             for i, text in zip(idx, texts, strict=True):
-                outputs[i] = text.split("\n", 1)[0] if stop_at_newline else text
+                outputs[i] = cut_at_stops(text, stops)
             bar.update(len(idx))
     return outputs
+
+
+def _fit_positions(model: nn.Module, token_ids: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+    """Cut prompts that leave no room for ``max_new_tokens`` to their last tokens (the question end).
+
+    A long retrieval passage or document then loses its beginning rather than failing the whole run;
+    how many prompts were cut is printed once.
+    """
+    limit = max_positions(model)
+    if limit is None:
+        return token_ids
+    keep = limit - max_new_tokens
+    if keep < 1:
+        raise DataError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in {limit} positions")
+    cut = sum(len(ids) > keep for ids in token_ids)
+    if cut:
+        console().print(
+            f"[yellow]note[/yellow]: {cut} of {len(token_ids)} prompts are longer than {keep} tokens "
+            f"({limit} positions - {max_new_tokens} new); their beginnings were cut"
+        )
+    return [ids[-keep:] if len(ids) > keep else ids for ids in token_ids]
 
 
 def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,18 +130,25 @@ def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Ten
     return input_ids, attention_mask
 
 
-class _NewlineStop(StoppingCriteria):
-    """Marks a row finished once its generated text contains a newline (generate pads it afterwards)."""
+def cut_at_stops(text: str, stops: Sequence[str]) -> str:
+    """``text`` up to the earliest occurrence of any stop string (all of it when none occurs)."""
+    end = min((i for i in (text.find(s) for s in stops) if i >= 0), default=len(text))
+    return text[:end]
 
-    def __init__(self, tokenizer: Any, prompt_len: int) -> None:
-        self.tokenizer, self.prompt_len = tokenizer, prompt_len
+
+class _StopStrings(StoppingCriteria):
+    """Marks a row finished once its generated text contains a stop string (generate pads it afterwards)."""
+
+    def __init__(self, tokenizer: Any, prompt_len: int, stops: Sequence[str]) -> None:
+        self.tokenizer, self.prompt_len, self.stops = tokenizer, prompt_len, stops
 
     def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
         texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len :], skip_special_tokens=True)
-        return torch.tensor(["\n" in t for t in texts], dtype=torch.bool, device=input_ids.device)
+        done = [any(s in t for s in self.stops) for t in texts]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
-def _pad_token_id(tokenizer: Any) -> int:
+def pad_token_id(tokenizer: Any) -> int:
     # A left pad never reaches the model's attention (the mask hides it), so any id will do when a
     # tokenizer (GPT-2's) has no pad token; eos is the conventional stand-in.
     for name in ("pad_token_id", "eos_token_id"):

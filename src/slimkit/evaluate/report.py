@@ -20,6 +20,11 @@ SUMMARY_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("EM popular half", "factoid", "exact_match@popularity_half=popular"),
     ("EM rare half", "factoid", "exact_match@popularity_half=rare"),
     ("contains", "factoid", "contains"),
+    ("mc accuracy", "mc", "accuracy"),
+    ("retrieval EM", "retrieval", "exact_match"),
+    ("two-hop EM", "twohop", "exact_match"),
+    ("ROUGE-L", "summarization", "rougeL"),
+    ("judge score", "instruct", "score"),
 )
 
 PLOTS = (
@@ -31,6 +36,12 @@ PLOTS = (
             ("factoid", "exact_match@popularity_half=popular", "-"),
             ("factoid", "exact_match@popularity_half=rare", "--"),
         ),
+        False,
+    ),
+    (
+        "knowledge_vs_sparsity.png",
+        "KICK tasks: mc accuracy (-), retrieval EM (--), two-hop EM (:)",
+        (("mc", "accuracy", "-"), ("retrieval", "exact_match", "--"), ("twohop", "exact_match", ":")),
         False,
     ),
 )
@@ -157,28 +168,32 @@ def _method_colours(methods: list[str]):
 
 def flagged_variants(
     results: dict[str, Any], ppl_tolerance: float = 0.10, drop_points: float = 0.10
-) -> list[str]:
-    """Variants whose perplexity stays within ``ppl_tolerance`` of dense while factoid EM drops by more
-    than ``drop_points`` (absolute): LLM-KICK's point that perplexity hides knowledge loss."""
+) -> list[tuple[str, list[str]]]:
+    """Variants whose perplexity stays within ``ppl_tolerance`` of dense while some knowledge task's
+    primary metric drops by more than ``drop_points`` (absolute) — LLM-KICK's point that perplexity
+    hides knowledge loss. Returns ``[(variant name, [task, ...]), ...]``."""
+    from slimkit.evaluate.kick import PRIMARY_METRIC
+
     variants = _variants(results)
     dense = next((v for v in variants if v.get("variant", {}).get("method") == "dense"), None)
     if dense is None:
         return []
     d_ppl = dense["metrics"].get("ppl", {}).get("perplexity")
-    d_em = dense["metrics"].get("factoid", {}).get("exact_match")
-    if d_ppl is None or d_em is None:
+    if d_ppl is None:
         return []
     out = []
     for v in variants:
         ppl = v["metrics"].get("ppl", {}).get("perplexity")
-        em = v["metrics"].get("factoid", {}).get("exact_match")
-        if (
-            ppl is not None
-            and em is not None
-            and ppl <= d_ppl * (1 + ppl_tolerance)
-            and d_em - em > drop_points
-        ):
-            out.append(_name(v))
+        if ppl is None or ppl > d_ppl * (1 + ppl_tolerance):
+            continue
+        lost = []
+        for task, metric in PRIMARY_METRIC.items():
+            before = dense["metrics"].get(task, {}).get(metric)
+            after = v["metrics"].get(task, {}).get(metric)
+            if before is not None and after is not None and before - after > drop_points:
+                lost.append(task)
+        if lost:
+            out.append((_name(v), lost))
     return out
 
 
@@ -201,16 +216,17 @@ def write_report(results: dict[str, Any], out_dir: str | Path) -> str:
         "Perplexity: exp(mean token NLL) over non-overlapping windows of the held-out text.",
         "Factoid EM: normalised exact match of the greedy answer to closed-book questions in phrasings",
         "never seen in training; *popular* / *rare* split the facts by how often the corpus states them.",
+        "mc accuracy: the option with the highest log-likelihood is the gold one (chance is reported per task).",
+        "Retrieval EM: open-book answer from a passage in the prompt. Two-hop EM: the conclusion of a",
+        "chain-of-thought answer composing two facts.",
         "Sparsity: the achieved fraction of zero weights over the compressed decoder linears.",
         "",
     ]
     flagged = flagged_variants(results)
     if flagged:
         lines += [
-            "**Perplexity hides knowledge loss** in: "
-            + ", ".join(flagged)
-            + " (perplexity within 10% of dense,",
-            "factoid exact match more than 10 points lower).",
+            "**Perplexity hides knowledge loss** (perplexity within 10% of dense, a knowledge task more than",
+            "10 points lower): " + "; ".join(f"{name} ({', '.join(tasks)})" for name, tasks in flagged) + ".",
             "",
         ]
     for filename in write_plots(results, out_dir):
@@ -226,3 +242,176 @@ def write_report(results: dict[str, Any], out_dir: str | Path) -> str:
             lines.append(f"| {task} | {metric} | {shown} | {n} |")
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+# -- Junk DNA ------------------------------------------------------------------------------------------------
+def _fmt_sparsity(value: float | None) -> str:
+    return "never" if value is None else f"{value:.0%}"
+
+
+def _fmt_ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def write_junkdna_plots(results: dict[str, Any], out_dir: str | Path) -> list[str]:
+    """One PNG per method: a panel per difficulty axis, a line per level (score / dense vs sparsity)."""
+    analysis = results["junkdna"]
+    axes = list(analysis["axes"])
+    if not axes:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    cols = min(4, len(axes))
+    rows = math.ceil(len(axes) / cols)
+    for method, by_axis in analysis["curves"].items():
+        fig, grid = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False, sharey=True)
+        for k, axis in enumerate(axes):
+            ax = grid[k // cols][k % cols]
+            for level, curve in by_axis[axis].items():
+                points = sorted((x, y) for x, y in curve if y is not None)
+                if points:
+                    xs, ys = zip(*points, strict=True)
+                    ax.plot(xs, ys, marker="o", markersize=3, label=level)
+            for t, style in ((0.9, ":"), (0.5, "--")):
+                ax.axhline(t, color="grey", linestyle=style, linewidth=0.8)
+            ax.set_title(axis, fontsize=9)
+            ax.set_ylim(-0.05, 1.25)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+            if k % cols == 0:
+                ax.set_ylabel("score / dense")
+            if k // cols == rows - 1:
+                ax.set_xlabel("sparsity")
+        for k in range(len(axes), rows * cols):
+            grid[k // cols][k % cols].set_visible(False)
+        fig.suptitle(f"Junk DNA: {method}", fontsize=11)
+        fig.tight_layout()
+        filename = f"junkdna_{method}.png"
+        fig.savefig(Path(out_dir) / filename, dpi=110)
+        plt.close(fig)
+        written.append(filename)
+    return written
+
+
+def junkdna_threshold_table(results: dict[str, Any]) -> list[str]:
+    """Markdown rows: for each difficulty level, where each method first drops below 90% / 50% of dense."""
+    analysis = results["junkdna"]
+    methods = list(analysis["curves"])
+    by_key: dict[tuple[str, str], dict[str, dict[str, Any]]] = defaultdict(dict)
+    for row in analysis["thresholds"]:
+        by_key[(row["axis"], row["level"])][row["method"]] = row
+    header = ["axis", "level", "dense"] + [f"{m} <90% / <50%" for m in methods]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for (axis, level), per_method in by_key.items():
+        dense = analysis["dense"].get(axis, {}).get(level)
+        cells = [axis, level, "n/a" if dense is None else f"{dense:.3f}"]
+        for m in methods:
+            r = per_method.get(m)
+            cells.append(
+                "—" if r is None else f"{_fmt_sparsity(r['below_90'])} / {_fmt_sparsity(r['below_50'])}"
+            )
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def junkdna_finetune_table(results: dict[str, Any]) -> list[str]:
+    """Markdown rows: score / dense per difficulty level before and after each fine-tuning mode."""
+    runs = results["junkdna"].get("finetune") or []
+    if not runs:
+        return []
+    lines: list[str] = []
+    groups: dict[tuple[str, float], list[dict[str, Any]]] = defaultdict(list)
+    for run in runs:
+        groups[(run["method"], run["sparsity"])].append(run)
+    order = {"none": 0, "frozen": 1, "regrow": 2, "dense": 3}
+    for (method, sparsity), group in groups.items():
+        group = sorted(group, key=lambda r: order.get(r["mode"], 9))
+        label = {"none": "pruned", "frozen": "+ft frozen", "regrow": "+ft regrow", "dense": "dense +ft"}
+        header = ["axis", "level"] + [label.get(r["mode"], r["mode"]) for r in group]
+        lines += [
+            f"**{method} {sparsity:.0%}** ({group[-1]['steps']} steps; sparsity after: "
+            + ", ".join(f"{label.get(r['mode'], r['mode'])} {r['sparsity_after']:.2f}" for r in group)
+            + ")",
+            "",
+            "| " + " | ".join(header) + " |",
+            "|" + "|".join("---" for _ in header) + "|",
+        ]
+        for axis, levels in group[0]["normalised"].items():
+            for level in levels:
+                cells = [axis, level] + [_fmt_ratio(r["normalised"].get(axis, {}).get(level)) for r in group]
+                lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
+def write_junkdna_report(results: dict[str, Any], out_dir: str | Path) -> str:
+    """The markdown report of a Junk DNA run (plots are written into ``out_dir``)."""
+    prov = results.get("provenance", {})
+    lines = [
+        f"# Junk DNA analysis: {results['model']}",
+        "",
+        f"Created {prov.get('created', '?')} · git {str(prov.get('git_commit') or 'n/a')[:10]}",
+        "",
+        "Scores are normalised to the dense model (1.0 = no loss). For each difficulty level: the first",
+        "sparsity at which it falls below 90% and below 50% of dense (*never* = not within the sweep).",
+        "",
+    ]
+    lines += junkdna_threshold_table(results)
+    lines.append("")
+    for filename in write_junkdna_plots(results, out_dir):
+        lines += [f"![{filename}]({filename})", ""]
+    finetune = junkdna_finetune_table(results)
+    if finetune:
+        lines += [
+            "## Does lost knowledge come back with training?",
+            "",
+            "Score / dense after fine-tuning the pruned model on the training text: *frozen* keeps pruned",
+            "weights at zero, *regrow* lets them train; *dense +ft* is the unpruned model trained the same way.",
+            "",
+            *finetune,
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def combine_results(paths: list[str | Path]) -> dict[str, Any]:
+    """One results dict from results JSON files: a single file as is, several as variants side by side.
+
+    Raises:
+        DataError: a missing or unreadable file, or one that does not follow the results schema.
+    """
+    import json
+
+    from slimkit.core.errors import DataError
+    from slimkit.evaluate.results import validate_results
+
+    if not paths:
+        raise DataError("no results files given")
+    loaded = []
+    for path in paths:
+        try:
+            obj = json.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DataError(f"results file not found: {path}") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise DataError(f"{path}: not a readable JSON file ({e})") from None
+        try:
+            validate_results(obj)
+        except DataError as e:
+            raise DataError(f"{path}: {e}") from None
+        loaded.append(obj)
+    if len(loaded) == 1:
+        return loaded[0]
+    variants = []
+    for i, obj in enumerate(loaded):
+        for v in obj.get("variants") or [obj]:
+            info = dict(v.get("variant") or {})
+            info.setdefault("name", v["model"])
+            info.setdefault("method", "dense" if i == 0 and "variant" not in v else "results")
+            variants.append({**v, "variant": info})
+    first = dict(loaded[0])
+    first["variants"] = variants
+    return first

@@ -125,7 +125,13 @@ def default_world_dir(recipe: DefaultModelRecipe = DEFAULT_RECIPE) -> Path:
 
 
 # the default world's file each evaluation suite reads when the user gives no --data
-DEFAULT_SUITE_FILES = {"ppl": "heldout.txt", "factoid": "factoid.jsonl"}
+DEFAULT_SUITE_FILES = {
+    "ppl": "heldout.txt",
+    "factoid": "factoid.jsonl",
+    "mc": "mc.jsonl",
+    "retrieval": "retrieval.jsonl",
+    "twohop": "twohop.jsonl",
+}
 
 
 def default_world_data(suite: str, recipe: DefaultModelRecipe = DEFAULT_RECIPE) -> str | None:

@@ -3,9 +3,11 @@
 ``run_study(StudyConfig(), out)`` on the built-in world loads (training on first use) the default
 model, evaluates the dense model, then for every point of the sweep copies the dense model,
 compresses the copy with ``compress_`` and evaluates it the same way: perplexity on held-out text and
-closed-book factoid accuracy split by fact popularity. It writes ``results.json`` (DESIGN.md's schema
-for the dense model, with one schema-conforming entry per variant under ``variants``), ``report.md``
-and PNG plots (perplexity and accuracy against sparsity, one line per method) to ``out``.
+the LLM-KICK suite (closed-book factoid QA split by fact popularity, multiple choice, in-context
+retrieval, two-hop composition). It writes ``results.json`` (DESIGN.md's schema for the dense model,
+with one schema-conforming entry per variant under ``variants``), ``report.md`` (perplexity and
+knowledge side by side; variants whose perplexity stays within 10% of dense while a knowledge task
+loses more than 10 points are flagged) and PNG plots to ``out``.
 
 The default sweep (issue 3): magnitude, Wanda and SparseGPT at 30/50/70% unstructured and 2:4, plus
 OWL allocation at 70% for Wanda and SparseGPT. This is a pipeline: it composes ``compress`` and
@@ -14,8 +16,6 @@ OWL allocation at 70% for Wanda and SparseGPT. This is a pipeline: it composes `
 
 from __future__ import annotations
 
-import copy
-import random
 import sys
 import time
 from dataclasses import dataclass
@@ -35,8 +35,12 @@ class StudyConfig(Config):
     Attributes:
         model (str | None): a model directory; None = the built-in world's default model.
         ppl_data (str | None): perplexity text source; None = the world's held-out text.
-        factoid_data (str | None): factoid JSONL; None = the world's questions (a study of your own
-            model without it evaluates perplexity only).
+        kick_data (str | tuple[str, ...] | None): KICK reader spec(s) (a directory of task JSONL files,
+            ``mmlu:DIR``, ...); None = the world's tasks for the default model, and no KICK tasks for
+            a model of your own.
+        kick_tasks (tuple[str, ...]): KICK tasks to run; () = every one the data provides.
+        kick_limit (int | None): items per KICK task (the world's files are shuffled, so the first N
+            sample every difficulty level); None = all. Default: 200.
         methods (tuple[str, ...]): compression methods swept (short names). Default: magnitude,
             wanda, sparsegpt. Empty = evaluate the dense model only.
         sparsities (tuple[float, ...]): unstructured sparsities. Default: (0.3, 0.5, 0.7).
@@ -47,8 +51,6 @@ class StudyConfig(Config):
         calib (str | None): calibration text source; None = the world's training corpus.
         nsamples, calib_seqlen (int): calibration sequences and their length. Default: 64 x 128.
         seqlen (int): perplexity window. Default: 128 (the default model's training length).
-        factoid_questions (int | None): evaluate a seeded random subset of this many questions
-            (stratification-free but unbiased, unlike taking the first N); None = all. Default: 400.
         limit (int | None): cap on perplexity windows. Default: None (all).
         batch_size (int): evaluation batch size. Default: 64.
         device (str): compute device. Default: "cpu".
@@ -57,7 +59,9 @@ class StudyConfig(Config):
 
     model: str | None = None
     ppl_data: str | None = None
-    factoid_data: str | None = None
+    kick_data: str | tuple[str, ...] | None = None
+    kick_tasks: tuple[str, ...] = ()
+    kick_limit: int | None = 200
     methods: tuple[str, ...] = ("magnitude", "wanda", "sparsegpt")
     sparsities: tuple[float, ...] = (0.3, 0.5, 0.7)
     patterns: tuple[str, ...] = ("2:4",)
@@ -68,25 +72,24 @@ class StudyConfig(Config):
     nsamples: int = 64
     calib_seqlen: int = 128
     seqlen: int = 128
-    factoid_questions: int | None = 400
     limit: int | None = None
     batch_size: int = 64
     device: str = "cpu"
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("methods", "sparsities", "patterns", "owl_sparsities"):
+        for name in ("methods", "sparsities", "patterns", "owl_sparsities", "kick_tasks", "kick_data"):
             value = getattr(self, name)
             if isinstance(value, list):
                 object.__setattr__(self, name, tuple(value))
-            elif isinstance(value, str | int | float):
+            elif isinstance(value, str | int | float) and name != "kick_data":
                 raise ConfigError(f"StudyConfig.{name} must be a list, got {value!r}")
         super().__post_init__()
         for s in (*self.sparsities, *self.owl_sparsities):
             check_range("sparsity", s, 0.0, 1.0, lo_inclusive=False, hi_inclusive=False)
         for name in ("nsamples", "calib_seqlen", "seqlen", "batch_size"):
             check_positive(name, getattr(self, name))
-        for name in ("factoid_questions", "limit"):
+        for name in ("kick_limit", "limit"):
             if getattr(self, name) is not None:
                 check_positive(name, getattr(self, name))
 
@@ -128,17 +131,31 @@ def run_study(cfg: StudyConfig, out: str | Path) -> dict[str, Any]:
     """Run the sweep and write its files to ``out`` (atomically: all or nothing). Returns results."""
     from slimkit.evaluate import validate_results
     from slimkit.evaluate.report import write_report
+    from slimkit.pipelines._sweep import load_subject, shared_calibration
 
     variants = plan_variants(cfg)  # bad method names / settings fail before any work
-    model, tokenizer, name, ppl_data, factoid_records = _resolve(cfg)
-    calib = _calibration(cfg, tokenizer, variants)
+    kick = _kick_config(cfg)
+    if cfg.model is not None and cfg.ppl_data is None:
+        raise DataError("a study of your own model needs --data (a text source for perplexity)")
+    model, tokenizer, name = load_subject(cfg.model, cfg.device)
+    ppl_data = cfg.ppl_data
+    if ppl_data is None:
+        from slimkit.models.default import default_world_data
+
+        ppl_data = default_world_data("ppl")
+    calib = shared_calibration(
+        [v.config for v in variants],
+        tokenizer,
+        cfg.calib,
+        nsamples=cfg.nsamples,
+        seqlen=cfg.calib_seqlen,
+        seed=cfg.seed,
+    )
 
     results_per_variant: list[dict[str, Any]] = []
     for i, variant in enumerate(variants):
         console().print(f"[bold]study[/bold] [{i + 1}/{len(variants)}] {variant.name}")
-        results_per_variant.append(
-            _run_variant(cfg, variant, model, tokenizer, name, calib, ppl_data, factoid_records)
-        )
+        results_per_variant.append(_run_variant(cfg, variant, model, tokenizer, name, calib, ppl_data, kick))
 
     results = dict(results_per_variant[0])
     results["variants"] = results_per_variant
@@ -149,10 +166,18 @@ def run_study(cfg: StudyConfig, out: str | Path) -> dict[str, Any]:
     return results
 
 
-def _run_variant(
-    cfg, variant: Variant, dense, tokenizer, name, calib, ppl_data, factoid_records
-) -> dict[str, Any]:
+def _kick_config(cfg: StudyConfig) -> Any:
+    """The KICK suite every variant runs (None: a model of your own and no --kick-data)."""
+    if cfg.model is not None and cfg.kick_data is None:
+        return None
+    from slimkit.evaluate.kick import KickSuiteConfig
+
+    return KickSuiteConfig(data=cfg.kick_data, tasks=cfg.kick_tasks, limit=cfg.kick_limit)
+
+
+def _run_variant(cfg, variant: Variant, dense, tokenizer, name, calib, ppl_data, kick) -> dict[str, Any]:
     from slimkit.evaluate import make_results
+    from slimkit.pipelines._sweep import compressed_copy
 
     info: dict[str, Any] = {
         "name": variant.name,
@@ -163,17 +188,10 @@ def _run_variant(
     }
     model = dense
     if variant.config is not None:
-        from slimkit.compress import compress_, needs_calibration
-
-        model = copy.deepcopy(dense)
-        report = compress_(
-            model, variant.config, calib if needs_calibration(variant.config) else None, device=cfg.device
-        )
-        info["achieved_sparsity"] = report.overall_sparsity
-        info["compress_time_s"] = report.total_time_s
-        info["block_sparsity"] = report.block_sparsity
+        model, compression = compressed_copy(dense, variant.config, calib, cfg.device)
+        info |= compression
     t0 = time.perf_counter()
-    metrics = _evaluate(model, tokenizer, cfg, ppl_data, factoid_records)
+    metrics = _evaluate(model, tokenizer, cfg, ppl_data, kick)
     info["eval_time_s"] = time.perf_counter() - t0
     config = {
         "study": cfg.to_dict(),
@@ -184,7 +202,7 @@ def _run_variant(
     return res
 
 
-def _evaluate(model, tokenizer, cfg: StudyConfig, ppl_data, factoid_records) -> dict[str, Any]:
+def _evaluate(model, tokenizer, cfg: StudyConfig, ppl_data, kick) -> dict[str, Any]:
     from slimkit.evaluate import evaluate
 
     metrics: dict[str, Any] = {}
@@ -199,52 +217,9 @@ def _evaluate(model, tokenizer, cfg: StudyConfig, ppl_data, factoid_records) -> 
             batch_size=cfg.batch_size,
         )
     )
-    if factoid_records is not None:
-        metrics.update(
-            evaluate(model, tokenizer, suite="factoid", data=factoid_records, batch_size=cfg.batch_size)
-        )
+    if kick is not None:
+        metrics.update(evaluate(model, tokenizer, kick))
     return metrics
-
-
-def _calibration(cfg: StudyConfig, tokenizer, variants: list[Variant]):
-    """One calibration set for every variant, so differences come from the methods alone."""
-    from slimkit.compress import calibration_for, needs_calibration
-
-    calibrated = next(
-        (v.config for v in variants if v.config is not None and needs_calibration(v.config)), None
-    )
-    if calibrated is None:
-        return None
-    return calibration_for(
-        calibrated, tokenizer, cfg.calib, nsamples=cfg.nsamples, seqlen=cfg.calib_seqlen, seed=cfg.seed
-    )
-
-
-def _resolve(cfg: StudyConfig) -> tuple[Any, Any, str, str, tuple[dict, ...] | None]:
-    from slimkit.evaluate.factoid import read_factoid
-
-    if cfg.model is None:
-        from slimkit.models.default import default_model, default_world_data
-
-        model, tokenizer = default_model(device=cfg.device)
-        name = "factworld-default"
-        ppl_data = cfg.ppl_data or default_world_data("ppl")
-        factoid_path: str | None = cfg.factoid_data or default_world_data("factoid")
-    else:
-        from slimkit.models.loading import load_model
-
-        model, tokenizer = load_model(cfg.model, device=cfg.device)
-        if cfg.ppl_data is None:
-            raise DataError("a study of your own model needs --data (a text source for perplexity)")
-        name, ppl_data, factoid_path = cfg.model, cfg.ppl_data, cfg.factoid_data
-    model.eval()
-    records = None
-    if factoid_path is not None:
-        records = read_factoid(factoid_path)
-        if cfg.factoid_questions is not None and cfg.factoid_questions < len(records):
-            records = random.Random(cfg.seed).sample(records, cfg.factoid_questions)
-        records = tuple(records)
-    return model, tokenizer, name, ppl_data, records
 
 
 def print_summary(results: dict[str, Any]) -> None:

@@ -41,7 +41,12 @@ class WorldConfig(Config):
         n_retrieval (int): in-context retrieval questions, split evenly over ``retrieval_context_facts``.
             Default: 400.
         retrieval_context_facts (tuple[int, ...]): facts per retrieval context (short vs long). Default: (2, 16).
-        n_twohop (int): two-hop compositional questions. Default: 400.
+        n_twohop (int): most two-hop compositional questions (there are at most the untrained share
+            of ``3 * n_people`` compositions). Default: 400.
+        twohop_train_fraction (float): share of the (person, composition) pairs whose answer the
+            corpus writes out as a chain of thought (``"X was born in C. C lies in K. So the answer is
+            K."``); the twohop task asks about the rest only. Small models do not compose two facts
+            silently, but they do learn to state the hops. 0 writes none. Default: 0.5.
         canary_repeats (tuple[int, ...]): how often each canary group is written into the corpus.
             Default: (1, 4, 16).
         canaries_per_repeat (int): canaries per repeat level (phone numbers and emails alternate). Default: 8.
@@ -63,6 +68,7 @@ class WorldConfig(Config):
     n_retrieval: int = 400
     retrieval_context_facts: tuple[int, ...] = (2, 16)
     n_twohop: int = 400
+    twohop_train_fraction: float = 0.5
     canary_repeats: tuple[int, ...] = (1, 4, 16)
     canaries_per_repeat: int = 8
 
@@ -88,6 +94,7 @@ class WorldConfig(Config):
         check_range("max_mentions", self.max_mentions, self.min_mentions, None)
         check_range("popularity_exponent", self.popularity_exponent, 0.0, None, lo_inclusive=False)
         check_range("qa_fraction", self.qa_fraction, 0.0, 1.0)
+        check_range("twohop_train_fraction", self.twohop_train_fraction, 0.0, 1.0, hi_inclusive=False)
         if self.n_people < 8:
             raise ConfigError(f"n_people={self.n_people} is too small; need at least 8 (mc uses 8 options)")
         _check_int_tuple("mc_options", self.mc_options, lo=2, hi=min(8, self.n_cities))

@@ -27,10 +27,12 @@ from slimkit.data.factworld.config import WorldConfig
 from slimkit.data.factworld.templates import (
     CANARY_KINDS,
     CANARY_PREFIXES,
+    CHAIN_FORMAT,
     QA_FORMAT,
     RELATIONS,
     TWO_HOPS,
     Relation,
+    TwoHop,
     render,
 )
 
@@ -38,7 +40,6 @@ ENTITY_KINDS = ("person", "city", "country", "company")
 YEAR_RANGES: dict[str, tuple[int, int]] = {"birth_year": (1930, 1999), "founded_in": (1850, 1999)}
 COMPANY_SUFFIXES = ("Labs", "Works", "Systems", "Group", "Foods", "Motors", "Textiles", "Media")
 PERSON_RELATIONS = tuple(r for r in RELATIONS.values() if r.subject_kind == "person")
-READING_CONTEXT_FACTS = (2, 8)  # range of facts per corpus reading document
 
 _ONSETS = (
     "b",
@@ -65,8 +66,9 @@ _ONSETS = (
 _VOWELS = ("a", "e", "i", "o", "u", "a", "e", "o")
 _CODAS = ("", "", "", "", "n", "r", "l", "s", "m", "k")
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 """Bumped whenever the same config would produce different files (caches key on it).
+4: chain-of-thought two-hop answers for part of the compositions; the twohop task asks only the rest.
 3: held-out text is one training-phrased statement per fact (1: unseen phrasings in multi-fact
 paragraphs; 2: training phrasings in multi-fact paragraphs)."""
 
@@ -146,8 +148,10 @@ def generate_world(cfg: WorldConfig | None = None) -> World:
     facts = _make_facts(cfg, entities, rng)
     index = {(f.subject, f.relation): f for f in facts}
 
+    twohop_train, twohop_test = _split_compositions(cfg, entities, rng)
     documents = [doc for f in facts for doc in _fact_mentions(f, cfg, rng)]
     documents += _reading_documents(cfg, entities, names, rng)
+    documents += [_chain_document(person, hop, index, rng) for person, hop in twohop_train]
     canaries = _canaries(cfg, names, rng)
     documents += [f"{c['prefix']} {c['secret']}" for c in canaries for _ in range(c["repeats"])]
     rng.shuffle(documents)
@@ -155,10 +159,10 @@ def generate_world(cfg: WorldConfig | None = None) -> World:
     heldout = _heldout_documents(entities, index, rng)
     retrieval, unseen = _retrieval_task(cfg, entities, names, rng)
     tasks = {
-        "factoid": _factoid_task(cfg, facts, rng),
-        "mc": _mc_task(cfg, facts, entities, rng),
-        "retrieval": retrieval,
-        "twohop": _twohop_task(cfg, entities, index, rng),
+        "factoid": _shuffled(_factoid_task(cfg, facts, rng), "factoid", rng),
+        "mc": _shuffled(_mc_task(cfg, facts, entities, rng), "mc", rng),
+        "retrieval": _shuffled(retrieval, "retrieval", rng),
+        "twohop": _shuffled(_twohop_task(cfg, twohop_test, index, rng), "twohop", rng),
         "canaries": canaries,
     }
     return World(cfg, entities, facts, unseen, tasks, documents, heldout)
@@ -313,7 +317,7 @@ def _reading_documents(
     """Corpus documents that teach in-context retrieval: facts about fresh people, then a question."""
     docs = []
     for _ in range(cfg.n_reading_docs):
-        _, pairs = _context(rng.randint(*READING_CONTEXT_FACTS), entities, names, rng)
+        _, pairs = _context(rng.randint(1, max(cfg.retrieval_context_facts)), entities, names, rng)
         _, (s, rel, o) = rng.choice(pairs)
         qa = QA_FORMAT.format(question=render(rng.choice(rel.questions), s), answer=o)
         docs.append(" ".join(sentence for sentence, _ in pairs) + "\n" + qa)
@@ -387,6 +391,13 @@ def _sample(rng: random.Random, items: list[Any], k: int) -> list[Any]:
         return list(items)
     picked = sorted(rng.sample(range(len(items)), k))
     return [items[i] for i in picked]
+
+
+def _shuffled(records: list[dict[str, Any]], prefix: str, rng: random.Random) -> list[dict[str, Any]]:
+    """Records in random order, renumbered: the first N of a file (``--limit N``) then sample every
+    difficulty level instead of only the first one."""
+    rng.shuffle(records)
+    return [{**r, "id": f"{prefix}-{i:05d}"} for i, r in enumerate(records)]
 
 
 def _heldout_question(fact: Fact, rng: random.Random) -> str:
@@ -476,19 +487,58 @@ def _retrieval_task(
     return out, unseen
 
 
-def _twohop_task(
-    cfg: WorldConfig, entities: dict[str, list[str]], index: dict[tuple[str, str], Fact], rng: random.Random
-) -> list[dict[str, Any]]:
+def _split_compositions(
+    cfg: WorldConfig, entities: dict[str, list[str]], rng: random.Random
+) -> tuple[list[tuple[str, TwoHop]], list[tuple[str, TwoHop]]]:
+    """(person, composition) pairs split into those answered in the corpus and those the task asks.
+
+    ``floor(twohop_train_fraction * total)`` pairs, drawn at random, get a chain-of-thought answer in
+    the corpus; the task asks only about the others, so it measures the skill of composing two
+    remembered facts, not a memorised answer.
+    """
     combos = [(p, hop) for p in entities["person"] for hop in TWO_HOPS]
+    order = list(range(len(combos)))
+    rng.shuffle(order)
+    n_train = math.floor(len(combos) * cfg.twohop_train_fraction + 1e-9)
+    train = sorted(order[:n_train])
+    test = sorted(order[n_train:])
+    return [combos[i] for i in train], [combos[i] for i in test]
+
+
+def _chain(
+    person: str, hop: TwoHop, index: dict[tuple[str, str], Fact], rng: random.Random
+) -> tuple[str, Fact, Fact]:
+    """The chain-of-thought answer of ``hop`` for ``person`` (training statement phrasings) and its facts."""
+    first = index[(person, hop.first)]
+    second = index[(first.object, hop.second)]
+    text = CHAIN_FORMAT.format(
+        first=render(rng.choice(RELATIONS[hop.first].statements), person, first.object),
+        second=render(rng.choice(RELATIONS[hop.second].statements), first.object, second.object),
+        answer=second.object,
+    )
+    return text, first, second
+
+
+def _chain_document(person: str, hop: TwoHop, index: dict[tuple[str, str], Fact], rng: random.Random) -> str:
+    text, _, _ = _chain(person, hop, index, rng)
+    return QA_FORMAT.format(question=render(rng.choice(hop.questions), person), answer=text)
+
+
+def _twohop_task(
+    cfg: WorldConfig,
+    combos: list[tuple[str, TwoHop]],
+    index: dict[tuple[str, str], Fact],
+    rng: random.Random,
+) -> list[dict[str, Any]]:
     out = []
     for person, hop in _sample(rng, combos, cfg.n_twohop):
-        first = index[(person, hop.first)]
-        second = index[(first.object, hop.second)]
+        chain, first, second = _chain(person, hop, index, rng)
         out.append(
             {
                 "id": f"twohop-{len(out):05d}",
                 "question": render(rng.choice(hop.questions), person),
                 "answers": [second.object],
+                "chain": chain,
                 "tags": {
                     "hops": 2,
                     "composition": hop.name,
@@ -497,7 +547,7 @@ def _twohop_task(
                     "popularity_half": first.popularity_half,
                     "popularity_quartile": first.popularity_quartile,
                     "second_popularity": second.count,
-                    "template": "heldout",
+                    "template": "training",
                 },
             }
         )

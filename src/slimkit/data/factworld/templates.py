@@ -21,6 +21,13 @@ PROMPT_FORMAT = "Question: {question}\nAnswer:"
 RETRIEVAL_PROMPT_FORMAT = "{context}\nQuestion: {question}\nAnswer:"
 """The open-book prompt of ``retrieval.jsonl`` (and the layout of the corpus reading documents)."""
 
+CHAIN_ANSWER_MARKER = "So the answer is"
+"""Where a two-hop chain-of-thought answer states its final answer."""
+
+CHAIN_FORMAT = "{first} {second} " + CHAIN_ANSWER_MARKER + " {answer}."
+"""A two-hop answer written out hop by hop: ``"Ada Vell was born in Lorin. Lorin lies in Veda. So the
+answer is Veda."``. The corpus answers some compositional questions this way; the task asks the others."""
+
 
 @dataclass(frozen=True)
 class Relation:
@@ -166,7 +173,7 @@ TWO_HOPS: tuple[TwoHop, ...] = (
         "works_for.headquartered_in",
         "works_for",
         "headquartered_in",
-        ("In which city is the employer of {s} headquartered?",),
+        ("Which city hosts the headquarters of the employer of {s}?",),
     ),
 )
 

@@ -1,0 +1,129 @@
+"""The LLM-KICK suite: knowledge-intensive tasks that show what perplexity hides.
+
+Jaiswal et al., "Compressing LLMs: The Truth is Rarely Pure and Never Simple" (ICLR'24, arXiv
+2310.01382) evaluate compressed models on closed-book factoid QA, multiple-choice QA, in-context
+retrieval QA, in-context summarization and instruction following, and find that knowledge-intensive
+tasks degrade at sparsities where perplexity barely moves. ``suite="kick"`` runs every one of those
+tasks that its data provides (plus two-hop compositional QA on the built-in world):
+
+    slimkit.evaluate(model, tok, suite="kick")                               # the built-in world
+    slimkit.evaluate(model, tok, suite="kick", data=("mmlu:data/mmlu", "triviaqa:data/triviaqa"))
+
+``data`` is one reader spec or several (:func:`slimkit.evaluate.readers.load_task_data`: a directory of
+task JSONL files, ``freebaseqa:``, ``mmlu:``, ``triviaqa:``, ``cnndm:``, ``jsonl:TASK:``); without it
+the built-in world's task files are used. Each task runs with its own defaults, overridable per task
+through ``task_options``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from torch import nn
+
+from slimkit.core.config import Config, check_range
+from slimkit.core.errors import ConfigError, DataError
+from slimkit.core.progress import console
+from slimkit.evaluate.tasks import TASKS, EvalContext, TaskOutput, TaskSkipped
+
+KICK_TASKS = ("factoid", "mc", "retrieval", "twohop", "summarization", "instruct")
+PRIMARY_METRIC = {
+    "factoid": "exact_match",
+    "twohop": "exact_match",
+    "mc": "accuracy",
+    "retrieval": "exact_match",
+    "summarization": "rougeL",
+    "instruct": "score",
+}
+"""The one number per task that tables, difficulty curves and the knowledge-loss flag use."""
+
+
+@dataclass(frozen=True)
+class KickSuiteConfig(Config):
+    """The ``kick`` suite.
+
+    Attributes:
+        data (str | tuple[str, ...] | None): reader spec(s); None = the built-in world's task files.
+        tasks (tuple[str, ...]): which of ``KICK_TASKS`` to run; () = every one the data provides.
+            Default: ().
+        limit (int | None): items per task, >= 1. Default: all.
+        batch_size (int | None): overrides every task's batch size, >= 1. Default: each task's own.
+        judge (str | None): a local judge model directory for ``instruct``. Default: None.
+        task_options (dict[str, dict]): per-task config overrides, e.g.
+            ``{"retrieval": {"max_context_chars": 3072}}``. Default: {}.
+    """
+
+    data: str | tuple[str, ...] | None = None
+    tasks: tuple[str, ...] = ()
+    limit: int | None = None
+    batch_size: int | None = None
+    judge: str | None = None
+    task_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.data, list):
+            object.__setattr__(self, "data", tuple(self.data))
+        if isinstance(self.tasks, str):
+            object.__setattr__(self, "tasks", tuple(t for t in self.tasks.split(",") if t))
+        elif isinstance(self.tasks, list):
+            object.__setattr__(self, "tasks", tuple(self.tasks))
+        super().__post_init__()
+        for name in (*self.tasks, *self.task_options):
+            if name not in KICK_TASKS:
+                raise ConfigError(f"unknown KICK task {name!r}; known: {', '.join(KICK_TASKS)}")
+        if self.limit is not None:
+            check_range("limit", self.limit, 1, None)
+        if self.batch_size is not None:
+            check_range("batch_size", self.batch_size, 1, None)
+
+    def specs(self) -> tuple[str, ...]:
+        """The data specs to read (the built-in world's directory when none was given)."""
+        if self.data is None:
+            from slimkit.models.default import default_world_dir
+
+            return (str(default_world_dir()),)
+        return (self.data,) if isinstance(self.data, str) else self.data
+
+
+@TASKS.register(KickSuiteConfig, name="kick")
+def run_kick(
+    model: nn.Module, tokenizer: Any, cfg: KickSuiteConfig, ctx: EvalContext
+) -> dict[str, TaskOutput]:
+    """Run every requested KICK task on its records; a task that cannot run is noted in ``ctx.skipped``."""
+    from slimkit.evaluate.readers import load_task_data
+
+    available: dict[str, list[dict[str, Any]]] = {}
+    origin: dict[str, str] = {}
+    for spec in cfg.specs():
+        for task, records in load_task_data(spec).items():
+            if task in available:
+                raise DataError(f"two data sources give {task!r} records: {origin[task]} and {spec}")
+            available[task], origin[task] = records, spec
+    wanted = cfg.tasks or tuple(t for t in KICK_TASKS if t in available)
+    if not wanted:
+        raise DataError(
+            f"{', '.join(cfg.specs())} provides none of the KICK tasks ({', '.join(KICK_TASKS)}); "
+            f"found: {sorted(available) or 'nothing'}"
+        )
+    outputs: dict[str, TaskOutput] = {}
+    for task in wanted:
+        if task not in available:
+            raise DataError(
+                f"no {task!r} data in {', '.join(cfg.specs())}; it provides {sorted(available) or 'nothing'}"
+            )
+        options: dict[str, Any] = {"data": available[task], **cfg.task_options.get(task, {})}
+        if cfg.limit is not None:
+            options.setdefault("limit", cfg.limit)
+        if cfg.batch_size is not None:
+            options.setdefault("batch_size", cfg.batch_size)
+        task_cls = TASKS.config_for(task)
+        if cfg.judge is not None and "judge" in {f.name for f in fields(task_cls)}:
+            options.setdefault("judge", cfg.judge)
+        task_cfg = task_cls.from_dict(options)
+        try:
+            outputs |= TASKS.lookup(task_cfg)(model, tokenizer, task_cfg, ctx)
+        except TaskSkipped as skip:
+            ctx.skipped[task] = str(skip)
+            console().print(f"[yellow]skipped[/yellow] {task}: {skip}")
+    return outputs

@@ -1,0 +1,188 @@
+"""What every evaluation task shares: the config fields, record loading, and per-tag aggregation.
+
+A task is a :class:`TaskConfig` subclass (its options), a record checker, and a runner registered in
+:data:`slimkit.evaluate.tasks.TASKS`. The runner scores each record and hands the per-record values to
+:func:`aggregate`, which averages them overall and within every value of the tags named in
+``group_by_tags`` — that split (popular vs rare facts, 2 vs 8 options, short vs long context) is what
+the Junk DNA analysis reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from slimkit.core.config import Config, check_range
+from slimkit.core.errors import ConfigError, DataError, SlimkitError
+from slimkit.data.sources import jsonl_rows
+
+Record = dict[str, Any]
+Metrics = dict[str, float | int]
+
+
+class TaskSkipped(SlimkitError):
+    """A task that cannot be scored as asked (e.g. instruction following without a judge).
+
+    Suites catch it, print the reason and go on; the task is left out of the results rather than
+    given an invented score.
+    """
+
+
+@dataclass(frozen=True)
+class TaskConfig(Config):
+    """Options every task has.
+
+    Attributes:
+        data (str | tuple[dict, ...] | None): a JSONL path, or the records themselves (a list is
+            stored as a tuple). Required when the task runs. Default: None.
+        limit (int | None): score only the first ``limit`` records, >= 1. Default: all.
+        batch_size (int): prompts per forward pass / ``generate`` call, >= 1. Default: 16.
+        group_by_tags (tuple[str, ...]): record tags whose values get their own scores
+            (``metric@tag=value`` with ``n@tag=value``). Default: none (each task sets its own).
+    """
+
+    data: str | tuple[Record, ...] | None = None
+    limit: int | None = None
+    batch_size: int = 16
+    group_by_tags: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.data, Path):
+            object.__setattr__(self, "data", str(self.data))
+        if isinstance(self.data, list):
+            object.__setattr__(self, "data", tuple(self.data))
+        if isinstance(self.group_by_tags, list | str):
+            tags = (self.group_by_tags,) if isinstance(self.group_by_tags, str) else tuple(self.group_by_tags)
+            object.__setattr__(self, "group_by_tags", tags)
+        super().__post_init__()
+        if not (self.data is None or isinstance(self.data, str | tuple)):
+            raise ConfigError(
+                f"{type(self).__name__}.data must be a JSONL path or a list of records, "
+                f"got {type(self.data).__name__}"
+            )
+        check_range("batch_size", self.batch_size, 1, None)
+        if self.limit is not None:
+            check_range("limit", self.limit, 1, None)
+        if not all(isinstance(t, str) and t for t in self.group_by_tags):
+            raise ConfigError(f"group_by_tags must be non-empty strings, got {self.group_by_tags!r}")
+
+
+@dataclass
+class TaskOutput:
+    """A task's metrics (``{metric: value, "n": count, ...}``) and, when asked, one dict per record."""
+
+    metrics: Metrics
+    examples: list[Record] = field(default_factory=list)
+
+
+def check_template(template: str, fields: Sequence[str], *, name: str = "prompt_template") -> None:
+    """ConfigError unless ``template`` uses every one of ``fields`` and nothing else."""
+    try:
+        template.format(**dict.fromkeys(fields, ""))
+    except (KeyError, IndexError, ValueError) as e:
+        allowed = ", ".join("{" + f + "}" for f in fields)
+        raise ConfigError(f"{name}={template!r} may only use the fields {allowed} ({e!r})") from None
+    for f in fields:
+        if "{" + f + "}" not in template:
+            raise ConfigError(f"{name}={template!r} must contain {{{f}}}")
+
+
+def load_records(
+    cfg: TaskConfig,
+    task: str,
+    check: Callable[[Record, str], None],
+    layout: str,
+    required: Sequence[str],
+) -> list[Record]:
+    """The records of ``cfg.data`` (a JSONL path or records), checked, cut to ``cfg.limit``.
+
+    Args:
+        cfg: the task config.
+        task: the task name, for messages.
+        check: validates one record (field types), raising DataError with the given location.
+        layout: the expected layout, quoted in every error.
+        required: fields every record must have.
+
+    Raises:
+        DataError: no data, an empty task, or a record with missing or mistyped fields (the message
+            names the record, the fields and the expected layout).
+    """
+    if cfg.data is None:
+        raise DataError(f"the {task} task needs data: a JSONL path or a list of records ({layout})")
+    if isinstance(cfg.data, str):
+        where = cfg.data
+        items = [(f"{where}:{lineno}", row) for lineno, row in jsonl_rows(cfg.data)]
+    else:
+        where = f"{task} records"
+        items = [(f"{where}[{i}]", row) for i, row in enumerate(cfg.data)]
+    if not items:
+        raise DataError(f"{where}: the {task} task is empty; expected {layout}")
+    records = []
+    for loc, row in items:
+        if not isinstance(row, dict):
+            raise DataError(f"{loc}: expected a mapping, got {type(row).__name__}; layout: {layout}")
+        missing = [f for f in required if f not in row]
+        if missing:
+            raise DataError(f"{loc}: missing field(s) {missing} (has {sorted(row)}); layout: {layout}")
+        if not isinstance(row.get("tags", {}), dict):
+            raise DataError(f"{loc}: 'tags' must be a mapping; layout: {layout}")
+        check(row, loc)
+        records.append(row)
+    return records[: cfg.limit] if cfg.limit is not None else records
+
+
+def check_answers(record: Record, where: str, field_name: str = "answers") -> None:
+    """DataError unless ``record[field_name]`` is a non-empty list of strings."""
+    answers = record[field_name]
+    if not (isinstance(answers, list | tuple) and answers and all(isinstance(a, str) for a in answers)):
+        raise DataError(f"{where}: {field_name!r} must be a non-empty list of strings, got {answers!r:.60}")
+
+
+def check_strings(record: Record, where: str, *names: str) -> None:
+    """DataError unless every named field of ``record`` is a string."""
+    for name in names:
+        if not isinstance(record[name], str):
+            raise DataError(f"{where}: {name!r} must be a string, got {type(record[name]).__name__}")
+
+
+def aggregate(
+    records: Sequence[Record], scores: dict[str, Sequence[float]], group_by_tags: Sequence[str]
+) -> Metrics:
+    """Mean of every per-record score overall and within each value of each grouping tag.
+
+    Args:
+        records: the scored records (their ``tags`` are read).
+        scores: metric name -> one value per record.
+        group_by_tags: tags to split by; records without the tag are left out of its groups.
+
+    Returns:
+        ``{metric: mean, "n": len(records)}`` plus ``{metric@tag=value: mean, n@tag=value: count}``.
+    """
+    metrics: Metrics = {name: _mean(values) for name, values in scores.items()}
+    metrics["n"] = len(records)
+    for tag in group_by_tags:
+        groups: dict[str, list[int]] = {}
+        for i, r in enumerate(records):
+            tags = r.get("tags", {})
+            if tag in tags:
+                groups.setdefault(str(tags[tag]), []).append(i)
+        for value in sorted(groups, key=_natural_key):
+            idx = groups[value]
+            for name, values in scores.items():
+                metrics[f"{name}@{tag}={value}"] = _mean([values[i] for i in idx])
+            metrics[f"n@{tag}={value}"] = len(idx)
+    return metrics
+
+
+def _natural_key(value: str) -> tuple[int, float | str]:
+    # "2" < "4" < "16" as numbers; other labels alphabetically after them
+    try:
+        return (0, float(value))
+    except ValueError:
+        return (1, value)
+
+
+def _mean(values: Sequence[float]) -> float:
+    return float(sum(values) / len(values)) if values else 0.0

@@ -1,0 +1,129 @@
+"""Multiple-choice QA scored by the log-likelihood of each option (lm-eval's convention).
+
+Each option ``o_i`` is scored as a continuation of the prompt, ``option_delimiter + o_i`` (default a
+space), and the prediction is the best-scoring option::
+
+    accuracy      = [argmax_i  log p(o_i | prompt)              == gold]
+    accuracy_norm = [argmax_i  log p(o_i | prompt) / chars(o_i) == gold]   (lm-eval's acc_norm)
+    chance        = 1 / number of options                                  (what guessing scores)
+
+The prompt is run once per question and its KV cache shared by the options
+(:func:`slimkit.evaluate.scoring.score_continuations`). LLM-KICK's MMLU protocol generates one token
+and compares it with the gold letter; scoring the letters " A".." D" as options picks the same
+letter whenever the model's most likely next token is one of them, and never picks a non-letter.
+
+Records (``mc.jsonl``; the MMLU reader writes the same shape with a full few-shot ``prompt``)::
+
+    {"id": "mc-1", "question": "Where was Ada Vell born?", "options": ["Lorin", "Voro"], "answer_index": 0,
+     "tags": {"n_options": 2}}
+
+A record may carry ``"prompt"``: the whole prompt, used instead of ``prompt_template``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from slimkit.core.errors import DataError
+from slimkit.evaluate.scoring import score_continuations
+from slimkit.evaluate.tasks.base import (
+    Record,
+    TaskConfig,
+    TaskOutput,
+    aggregate,
+    check_strings,
+    check_template,
+    load_records,
+)
+
+MC_FIELDS = ("id", "question", "options", "answer_index")
+MC_LAYOUT = (
+    '{"id": str, "question": str, "options": [str, ...], "answer_index": int, "prompt": str (optional), '
+    '"tags": {name: value}} per line'
+)
+
+
+@dataclass(frozen=True)
+class MultipleChoiceTaskConfig(TaskConfig):
+    """The ``mc`` task: pick the most likely option.
+
+    Attributes:
+        prompt_template (str): must contain ``{question}`` and no other field; records with a
+            ``prompt`` use that instead. Default: ``"Question: {question}\\nAnswer:"``.
+        option_delimiter (str): put between the prompt and each option. Default: ``" "``.
+        group_by_tags (tuple[str, ...]): Default: ``("n_options", "popularity_half")``.
+        (and ``data``, ``limit``, ``batch_size`` from :class:`TaskConfig`)
+    """
+
+    prompt_template: str = "Question: {question}\nAnswer:"
+    option_delimiter: str = " "
+    group_by_tags: tuple[str, ...] = ("n_options", "popularity_half")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_template(self.prompt_template, ("question",))
+
+
+def check_mc_record(record: Record, where: str) -> None:
+    """DataError unless options are >= 2 strings and ``answer_index`` points at one of them."""
+    check_strings(record, where, "question")
+    options = record["options"]
+    if not (
+        isinstance(options, list | tuple) and len(options) >= 2 and all(isinstance(o, str) for o in options)
+    ):
+        raise DataError(f"{where}: 'options' must be a list of at least 2 strings, got {options!r:.80}")
+    index = record["answer_index"]
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(options):
+        raise DataError(f"{where}: 'answer_index' must be an int in [0, {len(options) - 1}], got {index!r}")
+    if "prompt" in record:
+        check_strings(record, where, "prompt")
+
+
+def evaluate_multiple_choice(model: nn.Module, tokenizer: Any, cfg: MultipleChoiceTaskConfig) -> TaskOutput:
+    """Score ``model`` on multiple-choice questions (see the module docstring).
+
+    Returns:
+        :class:`TaskOutput` with ``{"accuracy", "accuracy_norm", "chance", "n"}`` plus per-tag values,
+        and one example per record (id, prediction index, gold index, option log-likelihoods).
+    """
+    records = load_records(cfg, "mc", check_mc_record, MC_LAYOUT, MC_FIELDS)
+    requests = [
+        (
+            r.get("prompt") or cfg.prompt_template.format(question=r["question"]),
+            [cfg.option_delimiter + o for o in r["options"]],
+        )
+        for r in records
+    ]
+    scores = score_continuations(model, tokenizer, requests, batch_size=cfg.batch_size)
+    accuracy, accuracy_norm, chance, examples = [], [], [], []
+    for r, option_scores in zip(records, scores, strict=True):
+        logprobs = [s.logprob for s in option_scores]
+        per_char = [s.logprob / max(1, len(o)) for s, o in zip(option_scores, r["options"], strict=True)]
+        pick, pick_norm = _argmax(logprobs), _argmax(per_char)
+        accuracy.append(float(pick == r["answer_index"]))
+        accuracy_norm.append(float(pick_norm == r["answer_index"]))
+        chance.append(1.0 / len(r["options"]))
+        examples.append(
+            {
+                "id": r["id"],
+                "question": r["question"],
+                "options": list(r["options"]),
+                "answer_index": r["answer_index"],
+                "prediction": pick,
+                "prediction_norm": pick_norm,
+                "logprobs": logprobs,
+                "tags": r.get("tags", {}),
+            }
+        )
+    metrics = aggregate(
+        records, {"accuracy": accuracy, "accuracy_norm": accuracy_norm, "chance": chance}, cfg.group_by_tags
+    )
+    return TaskOutput(metrics, examples)
+
+
+def _argmax(values: list[float]) -> int:
+    # first index on ties, so the result never depends on anything but the scores
+    return max(range(len(values)), key=lambda i: (values[i], -i))

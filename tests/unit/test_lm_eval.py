@@ -1,0 +1,136 @@
+"""The lm-eval adapter: its three request types against slimkit's engine and lm-eval's own HF model."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+pytest.importorskip("lm_eval", reason="the `eval` extra (lm-eval) is part of the dev install")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+from slimkit.core.errors import SlimkitError  # noqa: E402
+from slimkit.evaluate import MultipleChoiceTaskConfig, evaluate, greedy_generate  # noqa: E402
+from slimkit.evaluate.lm_eval import SlimkitLM, run_lm_eval  # noqa: E402
+from slimkit.models import tiny_model  # noqa: E402
+
+RECORDS = [
+    {
+        "id": f"m{i}",
+        "question": f"Where was person {i} born?",
+        "options": ["Lorin", "Voro of the hills", "Kesh", "Tam"],
+        "answer_index": i % 4,
+    }
+    for i in range(12)
+]
+
+
+class _Req:
+    def __init__(self, *args):
+        self.args = args
+
+
+@pytest.fixture(scope="module")
+def model_and_tok():
+    from slimkit.models import tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    return tiny_model("llama", vocab_size=len(tok), initializer_range=0.2, max_position_embeddings=32), tok
+
+
+@pytest.fixture(scope="module")
+def task_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("lm_eval_task")
+    (d / "mc.jsonl").write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
+    (d / "toy.yaml").write_text(
+        "task: slimkit_toy_mc\n"
+        "dataset_path: json\n"
+        "dataset_kwargs:\n"
+        "  data_files:\n"
+        f"    test: {d / 'mc.jsonl'}\n"
+        "test_split: test\n"
+        "output_type: multiple_choice\n"
+        'doc_to_text: "Question: {{question}}\\nAnswer:"\n'
+        'doc_to_choice: "{{options}}"\n'
+        "doc_to_target: answer_index\n"
+        "metric_list:\n"
+        "  - metric: acc\n"
+    )
+    return d
+
+
+def test_local_task_yaml_gives_slimkits_accuracy_and_lm_evals_hf_number(model_and_tok, task_dir):
+    model, tok = model_and_tok
+    ours = run_lm_eval(
+        SlimkitLM(model, tok), ["slimkit_toy_mc"], include_path=str(task_dir), include_defaults=False
+    )
+    acc = ours["results"]["slimkit_toy_mc"]["acc,none"]
+    native = evaluate(model, tok, MultipleChoiceTaskConfig(data=RECORDS))["mc"]["accuracy"]
+    assert acc == pytest.approx(native)
+
+    pytest.importorskip("accelerate", reason="lm-eval's HF model needs accelerate")
+    from lm_eval.models.huggingface import HFLM
+
+    theirs = run_lm_eval(
+        HFLM(pretrained=model, tokenizer=tok, batch_size=4),
+        ["slimkit_toy_mc"],
+        include_path=str(task_dir),
+        include_defaults=False,
+    )
+    assert theirs["results"]["slimkit_toy_mc"]["acc,none"] == pytest.approx(acc)
+
+
+def test_loglikelihood_equals_lm_evals_hf_model(model_and_tok):
+    pytest.importorskip("accelerate")
+    from lm_eval.models.huggingface import HFLM
+
+    model, tok = model_and_tok
+    requests = [_Req("Question: where?\nAnswer:", " Lorin"), _Req("Question: where?\nAnswer:", " Voro hills"),
+                _Req("Hi ", "there"), _Req("", "start of text")]  # fmt: skip
+    ours = SlimkitLM(model, tok, batch_size=2).loglikelihood(requests)
+    theirs = HFLM(pretrained=model, tokenizer=tok, batch_size=1).loglikelihood(requests)
+    for (lp, greedy), (lp2, greedy2) in zip(ours, theirs, strict=True):
+        assert lp == pytest.approx(lp2, abs=1e-4) and greedy == greedy2
+
+
+def test_loglikelihood_rolling_sums_every_token_once(model_and_tok):
+    model, tok = model_and_tok
+    text = "the quick brown fox jumps over the lazy dog " * 6  # longer than the 32 positions
+    (total,) = SlimkitLM(model, tok).loglikelihood_rolling([_Req(text)])
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert len(ids) > 32
+    # brute force: every token scored once, with the windows lm-eval defines (context length 1)
+    from lm_eval import utils
+
+    expected = 0.0
+    for ctx, pred in map(
+        utils.make_disjoint_window, utils.get_rolling_token_windows(ids, tok.bos_token_id, 32, 1)
+    ):
+        with torch.no_grad():
+            logprobs = F.log_softmax(model(input_ids=torch.tensor([ctx + pred])).logits[0].float(), dim=-1)
+        expected += sum(float(logprobs[len(ctx) - 1 + j, t]) for j, t in enumerate(pred))
+    assert total == pytest.approx(expected, abs=1e-3)
+
+
+def test_generate_until_cuts_at_stop_strings(model_and_tok):
+    model, tok = model_and_tok
+    prompts = ["Question: where?\nAnswer:", "Hello"]
+    full = greedy_generate(model, tok, prompts, max_new_tokens=6, stop_at_newline=False)
+    stop = full[0][2:4] or "zz"  # a string the first continuation surely contains
+    out = SlimkitLM(model, tok).generate_until(
+        [
+            _Req(prompts[0], {"until": [stop], "max_gen_toks": 6}),
+            _Req(prompts[1], {"until": "zzzz", "max_gen_toks": 6}),
+        ]
+    )
+    assert out[0] == full[0][: full[0].find(stop)] and out[1] == full[1]
+
+
+def test_needs_a_tokenizer_or_a_directory(model_and_tok):
+    with pytest.raises(SlimkitError, match="without its tokenizer"):
+        SlimkitLM(model_and_tok[0])
+    with pytest.raises(SlimkitError, match="pretrained"):
+        SlimkitLM()
