@@ -1,0 +1,317 @@
+"""Data views for soup ingredients: partitions and samplers in plain PyTorch over ``edge_index``.
+
+Graph Ladling (Jaiswal et al., "Graph Ladling: Shockingly Simple Parallel GNN Training without
+Intermediate Communication", ICML 2023, arXiv 2306.10466) trains every ingredient on its own view of
+the graph: different clusters, sampled neighbourhoods or random-walk subgraphs per epoch. The
+reference code uses PyG loaders that need compiled extensions (torch-sparse, pyg-lib); everything
+here is vectorised PyTorch, and METIS comes from ``pymetis``.
+
+Views (``ViewConfig.kind``):
+
+- ``full``: the whole graph every epoch (ingredients differ only by seed).
+- ``metis``: ClusterGCN batches (Chiang et al., arXiv 1905.07953) over a METIS partition into
+  ``num_parts`` clusters; each step trains on the induced subgraph of ``clusters_per_batch``
+  random clusters, drawn anew each epoch with the ingredient's own seed. With ``disjoint`` the
+  ingredient only ever sees its own share of the clusters (part ``j`` belongs to ingredient
+  ``j mod K``): data-parallel training where no worker holds the whole graph.
+- ``random``: the same over a random balanced node partition.
+- ``neighbor``: GraphSAGE neighbour sampling: ``batch_size`` training seeds, ``fanouts[l]``
+  neighbours per node at hop ``l`` (without replacement; all when fewer; -1 = all); loss on the seeds.
+- ``saint-rw``: GraphSAINT random-walk subgraphs (Zeng et al., arXiv 1907.04931): ``roots``
+  training nodes, each walking ``walk_length`` uniform steps; the induced subgraph of the visited
+  nodes, loss on its training nodes, no normalisation (the reference's ``use_norm=False``).
+
+A :class:`Batch` is ``nodes [n]`` (global ids), ``edge_index [2, e]`` (local ids) and ``loss_nodes
+[m]`` (local ids of the nodes the loss is taken on).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch_geometric.data import Data
+
+from slimkit.core.config import Config, check_choice, check_positive, check_range
+from slimkit.core.errors import ConfigError, DataError
+
+VIEW_KINDS = ("full", "metis", "random", "neighbor", "saint-rw")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ViewConfig(Config):
+    """How each ingredient sees the graph (see the module docstring).
+
+    Attributes:
+        kind (str): one of ``full``, ``metis``, ``random``, ``neighbor``, ``saint-rw``. Default: ``metis``.
+        num_parts (int): clusters of the ``metis`` / ``random`` partition; 0 = ``max(ingredients, N // 100)``
+            (about 100 nodes per cluster, at least one per ingredient). Default: 0.
+        clusters_per_batch (int): clusters per ClusterGCN step. Default: 2.
+        disjoint (bool): ``metis`` / ``random``: each ingredient keeps to its own clusters. Default: False.
+        fanouts (tuple[int, ...]): ``neighbor`` sampling per hop (-1 = all); its length is the number
+            of hops and should equal the model's layers. Default: (25, 10) (the reference's first two).
+        batch_size (int): ``neighbor`` seed nodes per step. Default: 256.
+        roots (int): ``saint-rw`` walk roots per subgraph. Default: 256.
+        walk_length (int): ``saint-rw`` steps per walk. Default: 2 (the reference default).
+    """
+
+    kind: str = "metis"
+    num_parts: int = 0
+    clusters_per_batch: int = 2
+    disjoint: bool = False
+    fanouts: tuple[int, ...] = (25, 10)
+    batch_size: int = 256
+    roots: int = 256
+    walk_length: int = 2
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("kind", self.kind, VIEW_KINDS)
+        check_range("num_parts", self.num_parts, 0, None)
+        check_positive("clusters_per_batch", self.clusters_per_batch)
+        if not isinstance(self.fanouts, tuple) or not self.fanouts:
+            raise ConfigError(f"fanouts must be a non-empty tuple of ints, got {self.fanouts!r}")
+        for k in self.fanouts:
+            if isinstance(k, bool) or not isinstance(k, int) or (k < 1 and k != -1):
+                raise ConfigError(f"fanouts entries must be positive ints or -1 (all), got {k!r}")
+        check_positive("batch_size", self.batch_size)
+        check_positive("roots", self.roots)
+        check_range("walk_length", self.walk_length, 0, None)
+
+
+@dataclass(frozen=True)
+class Batch:
+    nodes: Tensor  # [n] global node ids
+    edge_index: Tensor  # [2, e] local ids into ``nodes``
+    loss_nodes: Tensor  # [m] local ids of the nodes the loss is taken on
+
+
+class View:
+    """One ingredient's view: ``epoch(generator)`` yields that epoch's batches."""
+
+    def __init__(
+        self, name: str, epoch_fn: Callable[[torch.Generator], Iterator[Batch]], train_nodes: int
+    ) -> None:
+        self.name = name
+        self._epoch_fn = epoch_fn
+        self.train_nodes = train_nodes  # training nodes this view can ever reach (for reporting)
+
+    def epoch(self, generator: torch.Generator) -> Iterator[Batch]:
+        return self._epoch_fn(generator)
+
+    def __repr__(self) -> str:
+        return f"View({self.name}, train_nodes={self.train_nodes})"
+
+
+# -- graph structure helpers ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CSR:
+    """Row-compressed adjacency of an ``edge_index``: neighbours of ``i`` are ``col[ptr[i]:ptr[i+1]]``."""
+
+    ptr: Tensor  # [N + 1]
+    col: Tensor  # [E]
+
+    @classmethod
+    def from_edge_index(cls, edge_index: Tensor, num_nodes: int) -> CSR:
+        row, col = edge_index
+        order = torch.argsort(row * num_nodes + col)
+        counts = torch.bincount(row, minlength=num_nodes)
+        ptr = torch.zeros(num_nodes + 1, dtype=torch.long)
+        ptr[1:] = torch.cumsum(counts, 0)
+        return cls(ptr, col[order].contiguous())
+
+    @property
+    def degree(self) -> Tensor:
+        return self.ptr[1:] - self.ptr[:-1]
+
+
+def induced_subgraph(nodes: Tensor, edge_index: Tensor, num_nodes: int) -> Tensor:
+    """Edges of ``edge_index`` with both ends in ``nodes`` (unique ids), relabelled to positions in ``nodes``."""
+    local = torch.full((num_nodes,), -1, dtype=torch.long)
+    local[nodes] = torch.arange(nodes.numel())
+    src, dst = local[edge_index[0]], local[edge_index[1]]
+    keep = (src >= 0) & (dst >= 0)
+    return torch.stack([src[keep], dst[keep]])
+
+
+def sample_neighbors(csr: CSR, targets: Tensor, k: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Up to ``k`` distinct neighbours of each target, uniformly without replacement (all if ``k == -1``
+    or the degree is at most ``k``). Returns ``(neighbours [S], their_targets [S])`` as global ids.
+    """
+    starts, degrees = csr.ptr[targets], csr.degree[targets]
+    total = int(degrees.sum())
+    if total == 0:
+        empty = torch.empty(0, dtype=torch.long)
+        return empty, empty
+    segment = torch.repeat_interleave(torch.arange(targets.numel()), degrees)
+    offsets = torch.cumsum(degrees, 0) - degrees
+    within = torch.arange(total) - offsets[segment]
+    if k != -1:
+        # a random key per incident edge; the k smallest keys of each segment are a uniform k-subset
+        keys = segment.double() + torch.rand(total, generator=generator, dtype=torch.float64)
+        order = torch.argsort(keys)
+        segment, within = segment[order], within[order]
+        rank = torch.arange(total) - offsets[segment]
+        keep = rank < k
+        segment, within = segment[keep], within[keep]
+    return csr.col[starts[segment] + within], targets[segment]
+
+
+def neighbor_batch(
+    csr: CSR, seeds: Tensor, fanouts: tuple[int, ...], num_nodes: int, generator: torch.Generator
+) -> Batch:
+    """The sampled computation graph of ``seeds``: hop ``l`` samples ``fanouts[l]`` neighbours of the
+    nodes first reached at hop ``l - 1``; edges point neighbour → target. Seeds come first."""
+    local = torch.full((num_nodes,), -1, dtype=torch.long)
+    local[seeds] = torch.arange(seeds.numel())
+    nodes, frontier, src_all, dst_all = [seeds], seeds, [], []
+    count = seeds.numel()
+    for k in fanouts:
+        if frontier.numel() == 0:
+            break
+        nbr, tgt = sample_neighbors(csr, frontier, k, generator)
+        src_all.append(nbr)
+        dst_all.append(tgt)
+        new = torch.unique(nbr[local[nbr] < 0])
+        local[new] = torch.arange(count, count + new.numel())
+        count += new.numel()
+        nodes.append(new)
+        frontier = new
+    src = torch.cat(src_all) if src_all else torch.empty(0, dtype=torch.long)
+    dst = torch.cat(dst_all) if dst_all else torch.empty(0, dtype=torch.long)
+    return Batch(torch.cat(nodes), torch.stack([local[src], local[dst]]), torch.arange(seeds.numel()))
+
+
+def random_walks(csr: CSR, roots: Tensor, walk_length: int, generator: torch.Generator) -> Tensor:
+    """Nodes visited by uniform random walks of ``walk_length`` steps from ``roots`` ([R, L + 1]);
+    a walk at a node without neighbours stays there."""
+    path, current = [roots], roots
+    degree = csr.degree
+    for _ in range(walk_length):
+        deg = degree[current]
+        pick = (torch.rand(current.numel(), generator=generator, dtype=torch.float64) * deg).long()
+        step = csr.col[(csr.ptr[current] + pick).clamp_max(max(csr.col.numel() - 1, 0))]
+        current = torch.where(deg > 0, step, current)
+        path.append(current)
+    return torch.stack(path, dim=1)
+
+
+# -- partitions ----------------------------------------------------------------------------------------
+def _check_parts(num_parts: int, num_nodes: int) -> None:
+    if num_parts < 1:
+        raise ConfigError(f"num_parts={num_parts} must be >= 1")
+    if num_parts > num_nodes:
+        raise DataError(
+            f"cannot split a graph of {num_nodes} nodes into {num_parts} partitions (more parts than nodes)"
+        )
+
+
+def metis_partition(edge_index: Tensor, num_nodes: int, num_parts: int, *, seed: int = 0) -> Tensor:
+    """METIS k-way partition (Karypis & Kumar 1998) via ``pymetis``: ``part [N]`` in ``0..num_parts-1``.
+
+    ``edge_index`` must be undirected (both directions present), as the loaders return it. Each node
+    gets exactly one part. Deterministic for a given ``seed``.
+    """
+    _check_parts(num_parts, num_nodes)
+    if num_parts == 1:
+        return torch.zeros(num_nodes, dtype=torch.long)
+    from slimkit.graph._extra import require_graph_extra
+
+    require_graph_extra("pymetis")
+    import pymetis
+
+    mask = edge_index[0] != edge_index[1]  # METIS rejects self-loops
+    csr = CSR.from_edge_index(edge_index[:, mask], num_nodes)
+    options = pymetis.Options(seed=seed)
+    _, parts = pymetis.part_graph(num_parts, xadj=csr.ptr.tolist(), adjncy=csr.col.tolist(), options=options)
+    return torch.as_tensor(parts, dtype=torch.long)
+
+
+def random_partition(num_nodes: int, num_parts: int, *, seed: int = 0) -> Tensor:
+    """A uniformly random balanced partition: ``part [N]``, part sizes differ by at most one."""
+    _check_parts(num_parts, num_nodes)
+    perm = torch.randperm(num_nodes, generator=torch.Generator().manual_seed(seed))
+    part = torch.empty(num_nodes, dtype=torch.long)
+    part[perm] = torch.arange(num_nodes) % num_parts
+    return part
+
+
+# -- views ---------------------------------------------------------------------------------------------
+def make_views(cfg: ViewConfig, data: Data, num_ingredients: int, *, seed: int = 0) -> list[View]:
+    """One :class:`View` per ingredient. Partitions are computed once (from ``seed``) and shared."""
+    check_positive("num_ingredients", num_ingredients)
+    n = data.num_nodes
+    edge_index = data.edge_index
+    train_idx = data.train_mask.nonzero().view(-1)
+    if cfg.kind == "full":
+        full = Batch(torch.arange(n), edge_index, train_idx)
+        return [View("full", lambda g: iter([full]), train_idx.numel())] * num_ingredients
+    if cfg.kind in ("metis", "random"):
+        num_parts = cfg.num_parts or max(num_ingredients, n // 100)
+        if cfg.disjoint and num_parts < num_ingredients:
+            raise ConfigError(
+                f"disjoint views need num_parts >= ingredients, got {num_parts} < {num_ingredients}"
+            )
+        if cfg.kind == "metis":
+            part = metis_partition(edge_index, n, num_parts, seed=seed)
+        else:
+            part = random_partition(n, num_parts, seed=seed)
+        views = []
+        for i in range(num_ingredients):
+            own = torch.arange(i, num_parts, num_ingredients) if cfg.disjoint else torch.arange(num_parts)
+            reach = int((data.train_mask & torch.isin(part, own)).sum())
+            views.append(View(cfg.kind, _cluster_epoch(part, own, cfg.clusters_per_batch, data), reach))
+        return views
+    csr = CSR.from_edge_index(edge_index, n)
+    if cfg.kind == "neighbor":
+        fn = _neighbor_epoch(csr, train_idx, cfg.fanouts, cfg.batch_size, n)
+    else:
+        fn = _saint_epoch(csr, train_idx, cfg.roots, cfg.walk_length, data)
+    return [View(cfg.kind, fn, train_idx.numel())] * num_ingredients
+
+
+def _cluster_epoch(
+    part: Tensor, own: Tensor, per_batch: int, data: Data
+) -> Callable[[torch.Generator], Iterator[Batch]]:
+    members = [(part == p).nonzero().view(-1) for p in own.tolist()]
+
+    def epoch(g: torch.Generator) -> Iterator[Batch]:
+        order = torch.randperm(len(members), generator=g).tolist()
+        for start in range(0, len(order), per_batch):
+            nodes = torch.cat([members[j] for j in order[start : start + per_batch]])
+            loss_nodes = data.train_mask[nodes].nonzero().view(-1)
+            if loss_nodes.numel():
+                yield Batch(nodes, induced_subgraph(nodes, data.edge_index, data.num_nodes), loss_nodes)
+
+    return epoch
+
+
+def _neighbor_epoch(
+    csr: CSR, train_idx: Tensor, fanouts: tuple[int, ...], batch_size: int, num_nodes: int
+) -> Callable[[torch.Generator], Iterator[Batch]]:
+    def epoch(g: torch.Generator) -> Iterator[Batch]:
+        shuffled = train_idx[torch.randperm(train_idx.numel(), generator=g)]
+        for seeds in shuffled.split(batch_size):
+            yield neighbor_batch(csr, seeds, fanouts, num_nodes, g)
+
+    return epoch
+
+
+def _saint_epoch(
+    csr: CSR, train_idx: Tensor, roots: int, walk_length: int, data: Data
+) -> Callable[[torch.Generator], Iterator[Batch]]:
+    # roots are training nodes so every subgraph carries loss; enough subgraphs per epoch that each
+    # training node is a root about once in expectation
+    steps = max(1, math.ceil(train_idx.numel() / roots))
+
+    def epoch(g: torch.Generator) -> Iterator[Batch]:
+        for _ in range(steps):
+            chosen = train_idx[torch.randint(0, train_idx.numel(), (roots,), generator=g)]
+            nodes = torch.unique(random_walks(csr, chosen, walk_length, g))
+            loss_nodes = data.train_mask[nodes].nonzero().view(-1)
+            yield Batch(nodes, induced_subgraph(nodes, data.edge_index, data.num_nodes), loss_nodes)
+
+    return epoch
