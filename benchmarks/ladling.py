@@ -50,13 +50,13 @@ ROWS = ["best ingredient", "uniform soup", "greedy soup", "greedy-interp soup"]
 
 
 def ladling_config(view: str, init: str, seed: int, args: argparse.Namespace):
-    from slimkit.graph import GNNConfig, TrainConfig, ViewConfig
+    from slimkit.graph import GNNConfig, GraphTrainConfig, ViewConfig
     from slimkit.graph.ladling import LadlingConfig
 
     return LadlingConfig(
         model=GNNConfig(arch="sage", layers=2, hidden=args.hidden),
         view=ViewConfig(kind=view),
-        train=TrainConfig(epochs=args.epochs),
+        train=GraphTrainConfig(epochs=args.epochs),
         ingredients=args.ingredients,
         init=init,
         seed=seed,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 
-from slimkit.evaluate import evaluate, validate_results
+from slimkit.evaluate import evaluate, make_results, run_suite, validate_results
 
 
 def test_default_model_knows_popular_facts_better_than_rare(default_pair, world_dir):
@@ -17,6 +17,27 @@ def test_default_model_knows_popular_facts_better_than_rare(default_pair, world_
     rare = metrics["exact_match@popularity_half=rare"]
     assert popular >= 0.90, metrics
     assert popular - rare >= 0.15, metrics
+
+
+def test_default_model_on_the_kick_suite(default_pair):
+    """Well above chance on the tasks the 4-minute model learns; retrieval is measured, not asserted.
+
+    Chance: mc's ``chance`` (1 / options); a uniform guess over the answer's kind for two-hop (one of 8
+    countries for two compositions, one of 30 cities for the third: 9.4%).
+    """
+    model, tok = default_pair
+    run = run_suite(model, tok, "kick")
+    m = run.metrics
+    assert set(m) == {"factoid", "mc", "retrieval", "twohop"}, m
+    factoid, mc, twohop = m["factoid"], m["mc"], m["twohop"]
+    assert factoid["exact_match@popularity_half=popular"] > factoid["exact_match@popularity_half=rare"] + 0.15
+    assert mc["accuracy"] >= mc["chance"] + 0.3, mc
+    for k in (2, 4, 8):
+        assert mc[f"accuracy@n_options={k}"] >= 1 / k + 0.25, (k, mc)
+    assert twohop["exact_match"] >= 2 * 0.094, twohop
+    # every retrieval answer is scored; the number goes to the docs (the model does not copy from context)
+    assert m["retrieval"]["n"] == 400 and 0.0 <= m["retrieval"]["exact_match"] <= 1.0
+    validate_results(make_results("default", m, config=run.config, seed=0))
 
 
 def test_default_model_perplexity_is_finite_and_low(default_pair, world_dir):
@@ -41,9 +62,15 @@ def test_study_writes_results_and_report(tmp_path, default_dir):
     from slimkit.pipelines.study import StudyConfig, run_study
 
     out = tmp_path / "study"
-    results = run_study(StudyConfig(limit=64), out)
+    # a small sweep: `make demo` runs the full one; this checks the pipeline end to end on the real model
+    cfg = StudyConfig(
+        methods=("wanda",), sparsities=(0.5,), patterns=(), owl_sparsities=(), limit=64, kick_limit=100
+    )
+    results = run_study(cfg, out)
     assert (out / "results.json").is_file() and (out / "report.md").is_file()
     validate_results(json.loads((out / "results.json").read_text()))
     assert results["variants"][0]["variant"]["name"] == "dense"
     report = (out / "report.md").read_text()
-    assert "perplexity" in report and "factoid EM" in report
+    assert "perplexity" in report and "factoid EM" in report and "mc accuracy" in report
+    dense = results["variants"][0]["metrics"]
+    assert {"ppl", "factoid", "mc", "retrieval", "twohop"} <= set(dense)

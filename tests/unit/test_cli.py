@@ -41,7 +41,21 @@ def tiny_dir(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["world"], ["world", "build"], ["train"], ["eval"], ["study"], ["generate"], ["world", "model"]],
+    [
+        [],
+        ["world"],
+        ["world", "build"],
+        ["train"],
+        ["eval"],
+        ["study"],
+        ["generate"],
+        ["world", "model"],
+        ["junkdna"],
+        ["report"],
+        ["graph", "ladling"],
+        ["debias", "sebra"],
+        ["debias", "baseline"],
+    ],
 )
 def test_help_has_examples(args, capsys):
     code, out, _ = run([*args, "--help"], capsys)
@@ -160,3 +174,99 @@ def test_world_build_cli(tmp_path, capsys):
     code, _, err = run(["world", "build", "--out", out, "--seed", "1", "--people", "40"], capsys)
     assert code == 0, err
     assert (out / "factoid.jsonl").is_file() and (out / "corpus.txt").is_file()
+
+
+# -- the KICK suite ----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def kick_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("kick")
+    mc = [
+        {"id": f"m{i}", "question": f"Where was person {i} born?", "options": ["Lorin", "Voro"], "answer_index": i % 2,
+         "tags": {"n_options": 2}}
+        for i in range(6)
+    ]  # fmt: skip
+    (d / "mc.jsonl").write_text("".join(json.dumps(r) + "\n" for r in mc))
+    factoid = [
+        {
+            "id": "f",
+            "question": "Where was Ada born?",
+            "answers": ["Lorin"],
+            "tags": {"popularity_half": "rare"},
+        }
+    ]
+    (d / "factoid.jsonl").write_text(json.dumps(factoid[0]) + "\n")
+    return d
+
+
+def test_eval_kick_writes_results_and_examples(tmp_path, tiny_dir, kick_dir, capsys):
+    out, examples = tmp_path / "r.json", tmp_path / "ex.json"
+    args = ["eval", tiny_dir, "--suite", "kick", "--data", kick_dir, "--limit", "4", "--out", out]
+    code, stdout, err = run([*args, "--save-examples", examples], capsys)
+    assert code == 0, err
+    results = json.loads(out.read_text())
+    assert results["metrics"]["mc"]["n"] == 4 and results["metrics"]["factoid"]["n"] == 1
+    assert results["provenance"]["config"]["suite"] == "kick"
+    saved = json.loads(examples.read_text())["examples"]
+    assert len(saved["mc"]) == 4 and "prediction" in saved["mc"][0]
+    assert "accuracy" in stdout
+
+
+@pytest.mark.parametrize(
+    ("extra", "needles"),
+    [
+        (["--tasks", "trivia"], ["unknown KICK task 'trivia'", "factoid"]),
+        (["--tasks", "retrieval"], ["no 'retrieval' data", "factoid"]),
+    ],
+)
+def test_eval_kick_bad_task_names(tmp_path, tiny_dir, kick_dir, capsys, extra, needles):
+    code, _, err = run(
+        ["eval", tiny_dir, "--suite", "kick", "--data", kick_dir, *extra, "--out", tmp_path / "r"], capsys
+    )
+    assert_one_line_error(code, err, *needles)
+    assert not (tmp_path / "r").exists()
+
+
+def test_eval_kick_wrong_layout_names_the_fields(tmp_path, tiny_dir, capsys):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "mc.jsonl").write_text(json.dumps({"id": "m", "question": "q", "choices": ["a", "b"]}) + "\n")
+    code, _, err = run(["eval", tiny_dir, "--suite", "kick", "--data", bad], capsys)
+    assert_one_line_error(code, err, "options", "answer_index")
+
+
+def test_eval_kick_empty_task(tmp_path, tiny_dir, capsys):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    code, _, err = run(["eval", tiny_dir, "--suite", "factoid", "--data", empty], capsys)
+    assert_one_line_error(code, err, "empty")
+
+
+def test_eval_model_without_tokenizer(tmp_path, tiny_dir, kick_dir, capsys):
+    import shutil
+
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_dir, bare)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (bare / name).unlink(missing_ok=True)
+    code, _, err = run(["eval", bare, "--suite", "kick", "--data", kick_dir], capsys)
+    assert_one_line_error(code, err, "tokenizer")
+
+
+def test_report_combines_results_files(tmp_path, tiny_dir, kick_dir, capsys):
+    files = []
+    for limit in ("2", "4"):
+        out = tmp_path / f"r{limit}.json"
+        assert (
+            run(
+                ["eval", tiny_dir, "--suite", "kick", "--data", kick_dir, "--limit", limit, "--out", out],
+                capsys,
+            )[0]
+            == 0
+        )
+        files.append(out)
+    code, _, err = run(["report", *files, "--out", tmp_path / "rep"], capsys)
+    assert code == 0, err
+    assert "mc accuracy" in (tmp_path / "rep" / "report.md").read_text()
+    (tmp_path / "junk.json").write_text("{}")
+    code, _, err = run(["report", tmp_path / "junk.json", "--out", tmp_path / "rep2"], capsys)
+    assert_one_line_error(code, err, "junk.json", "missing key")

@@ -20,7 +20,7 @@ from slimkit.cli.main import app  # noqa: E402
 from slimkit.core.errors import ConfigError  # noqa: E402
 from slimkit.core.io import load_tensors  # noqa: E402
 from slimkit.evaluate.results import validate_results  # noqa: E402
-from slimkit.graph import GNNConfig, TrainConfig, ViewConfig, build_model, load_dataset, make_views  # noqa: E402
+from slimkit.graph import GNNConfig, GraphTrainConfig, ViewConfig, build_model, load_dataset, make_views  # noqa: E402
 from slimkit.graph.ladling import (  # noqa: E402
     LadlingConfig,
     average,
@@ -41,7 +41,7 @@ def tiny_cfg(**changes) -> LadlingConfig:
     base = dict(
         model=GNNConfig(hidden=16),
         view=ViewConfig(kind="metis", num_parts=8),
-        train=TrainConfig(epochs=6, eval_every=3),
+        train=GraphTrainConfig(epochs=6, eval_every=3),
         ingredients=3,
     )
     return LadlingConfig(**{**base, **changes})
@@ -141,7 +141,7 @@ def test_ingredient_depends_only_on_seed_and_index(tiny, tiny_run):
 
 
 def test_shared_and_independent_initialisation(tiny):
-    shared = tiny_cfg(train=TrainConfig(epochs=1, eval_every=1, select="last", lr=1e-9))
+    shared = tiny_cfg(train=GraphTrainConfig(epochs=1, eval_every=1, select="last", lr=1e-9))
     indep = shared.replace(init="independent")
     views = make_views(shared.view, tiny, 3)
     a, b = (train_ingredient(shared, tiny, views[i], i).state for i in (0, 1))
@@ -164,7 +164,7 @@ def test_run_reports_every_soup_and_greedy_soups_beat_the_best_ingredient_on_val
 def test_greedy_soup_on_csbm_is_at_least_the_best_ingredient(view):
     data = load_dataset("csbm:nodes=600,feature_dim=16")
     cfg = tiny_cfg(
-        view=ViewConfig(kind=view, batch_size=64, roots=64), ingredients=4, train=TrainConfig(epochs=10)
+        view=ViewConfig(kind=view, batch_size=64, roots=64), ingredients=4, train=GraphTrainConfig(epochs=10)
     )
     result = run_ladling(cfg, data, progress=False)
     best = max(ing.val_acc for ing in result.ingredients)

@@ -347,3 +347,40 @@ def test_option_typos_are_named():
         SummarizationTaskConfig.from_dict({"max_new_token": 3})
     with pytest.raises(ConfigError, match="instruction"):
         InstructTaskConfig(prompt_template="{question}")
+
+
+def test_retrieval_answer_marker(monkeypatch):
+    monkeypatch.setattr(
+        retrieval_module,
+        "greedy_generate",
+        lambda m, t, prompts, **kw: ["Ada lives in Voro. So the answer is Voro.", "Ada lives in Voro."],
+    )
+    records = [{"id": str(i), "context": "c", "question": "q", "answers": ["Voro"]} for i in range(2)]
+    out = retrieval_module.evaluate_retrieval(
+        None, None, RetrievalTaskConfig(data=records, answer_marker="So the answer is")
+    )
+    assert [e["prediction"] for e in out.examples] == ["Voro", ""]  # no conclusion, no credit
+    assert out.metrics["exact_match"] == 0.5 and out.metrics["lenient"] == 0.5
+
+
+def test_dataset_directory_ships_task_options(tiny_tok, tmp_path, monkeypatch):
+    (tmp_path / "retrieval.jsonl").write_text(
+        json.dumps({"id": "r", "context": "Ada lives in Voro.", "question": "q", "answers": ["Voro"]}) + "\n"
+    )
+    (tmp_path / "task_options.json").write_text(
+        json.dumps({"retrieval": {"answer_marker": "So", "max_new_tokens": 3}})
+    )
+    budgets = []
+
+    def fake_generate(model, tok, prompts, max_new_tokens, **kw):
+        budgets.append(max_new_tokens)
+        return ["Ada lives in Voro. So Voro"]
+
+    monkeypatch.setattr(retrieval_module, "greedy_generate", fake_generate)
+    run = run_suite(None, tiny_tok, "kick", data=str(tmp_path))
+    assert run.examples["retrieval"][0]["prediction"] == "Voro"  # the shipped marker was used
+    run_suite(None, tiny_tok, "kick", data=str(tmp_path), task_options={"retrieval": {"max_new_tokens": 9}})
+    assert budgets == [3, 9]  # the caller's choice wins over the shipped one
+    (tmp_path / "task_options.json").write_text("[1, 2]")
+    with pytest.raises(DataError, match="task_options.json"):
+        evaluate(None, tiny_tok, suite="kick", data=str(tmp_path))

@@ -77,7 +77,7 @@ def ladling(
 ) -> None:
     from slimkit.graph import (
         GNNConfig,
-        TrainConfig,
+        GraphTrainConfig,
         ViewConfig,
         dataset_name,
         load_dataset,
@@ -95,7 +95,7 @@ def ladling(
             fanouts=_fanouts(fanouts, layers),
             batch_size=batch_size,
         ),
-        train=TrainConfig(epochs=epochs, lr=lr),
+        train=GraphTrainConfig(epochs=epochs, lr=lr),
         ingredients=ingredients,
         init=init,
         soup=soup,

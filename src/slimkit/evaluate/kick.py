@@ -11,8 +11,9 @@ tasks that its data provides (plus two-hop compositional QA on the built-in worl
 
 ``data`` is one reader spec or several (:func:`slimkit.evaluate.readers.load_task_data`: a directory of
 task JSONL files, ``freebaseqa:``, ``mmlu:``, ``triviaqa:``, ``cnndm:``, ``jsonl:TASK:``); without it
-the built-in world's task files are used. Each task runs with its own defaults, overridable per task
-through ``task_options``.
+the built-in world's task files are used. Each task runs with its own defaults; a dataset directory
+may ship a ``task_options.json`` (``{task: {option: value}}``, e.g. the built-in world's answer
+marker) that overrides them, and ``task_options`` overrides both.
 """
 
 from __future__ import annotations
@@ -95,11 +96,14 @@ def run_kick(
 
     available: dict[str, list[dict[str, Any]]] = {}
     origin: dict[str, str] = {}
+    shipped: dict[str, dict[str, Any]] = {}
     for spec in cfg.specs():
         for task, records in load_task_data(spec).items():
             if task in available:
                 raise DataError(f"two data sources give {task!r} records: {origin[task]} and {spec}")
             available[task], origin[task] = records, spec
+        for task, options in dataset_task_options(spec).items():
+            shipped.setdefault(task, {}).update(options)
     wanted = cfg.tasks or tuple(t for t in KICK_TASKS if t in available)
     if not wanted:
         raise DataError(
@@ -112,7 +116,11 @@ def run_kick(
             raise DataError(
                 f"no {task!r} data in {', '.join(cfg.specs())}; it provides {sorted(available) or 'nothing'}"
             )
-        options: dict[str, Any] = {"data": available[task], **cfg.task_options.get(task, {})}
+        options: dict[str, Any] = {
+            "data": available[task],
+            **shipped.get(task, {}),
+            **cfg.task_options.get(task, {}),
+        }
         if cfg.limit is not None:
             options.setdefault("limit", cfg.limit)
         if cfg.batch_size is not None:
@@ -127,3 +135,27 @@ def run_kick(
             ctx.skipped[task] = str(skip)
             console().print(f"[yellow]skipped[/yellow] {task}: {skip}")
     return outputs
+
+
+TASK_OPTIONS_FILE = "task_options.json"
+
+
+def dataset_task_options(spec: str) -> dict[str, dict[str, Any]]:
+    """The ``task_options.json`` a dataset directory ships (``{}`` for other specs or without one).
+
+    Raises:
+        DataError: the file is not a JSON object of objects.
+    """
+    import json
+    from pathlib import Path
+
+    path = Path(spec) / TASK_OPTIONS_FILE
+    if ":" in spec.split("/")[0] or not path.is_file():
+        return {}
+    try:
+        options = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
+        raise DataError(f"{path}: expected {{task: {{option: value}}}}, got {str(options)[:80]}")
+    return options

@@ -7,6 +7,7 @@ run = run_suite(model, tok, "mc", data="mc.jsonl", limit=50)         # metrics +
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -53,7 +54,11 @@ def run_suite(
 
         default = default_world_data(suite)
         if default is not None:
-            cfg = task_config(cfg, default)
+            from slimkit.evaluate.kick import dataset_task_options
+
+            shipped = dataset_task_options(str(Path(default).parent)).get(suite, {})
+            # the world's own settings (answer marker) unless the caller chose otherwise
+            cfg = task_config(suite, default, **{**shipped, **options})
     ctx = EvalContext(judge=judge)
     outputs = TASKS.lookup(cfg)(model, tokenizer, cfg, ctx)
     return SuiteRun(cfg, outputs, ctx.skipped)

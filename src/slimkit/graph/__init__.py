@@ -25,7 +25,7 @@ from slimkit.graph.datasets import (  # noqa: E402
     parse_dataset_spec,
 )
 from slimkit.graph.models import GNN, GNNConfig, build_model, recompute_norm_stats_  # noqa: E402
-from slimkit.graph.train import TrainConfig, accuracy, split_accuracies, train_model  # noqa: E402
+from slimkit.graph.train import GraphTrainConfig, accuracy, split_accuracies, train_model  # noqa: E402
 from slimkit.graph.views import (  # noqa: E402
     ViewConfig,
     make_views,
@@ -43,7 +43,7 @@ __all__ = [
     "MissingExtraError",
     "OGBConfig",
     "PlanetoidConfig",
-    "TrainConfig",
+    "GraphTrainConfig",
     "ViewConfig",
     "WorldGraphConfig",
     "accuracy",

@@ -21,7 +21,7 @@ from slimkit.graph.views import View
 
 
 @dataclass(frozen=True, kw_only=True)
-class TrainConfig(Config):
+class GraphTrainConfig(Config):
     """Optimisation of one model.
 
     Attributes:
@@ -93,7 +93,7 @@ def cpu_state(model: nn.Module) -> dict[str, Tensor]:
 
 
 def train_model(
-    model: nn.Module, data: Data, view: View, cfg: TrainConfig, *, generator: torch.Generator
+    model: nn.Module, data: Data, view: View, cfg: GraphTrainConfig, *, generator: torch.Generator
 ) -> TrainResult:
     """Train ``model`` (in place) on the batches of ``view``; ``data`` is on the model's device.
 

@@ -14,6 +14,7 @@ from typing import Any
 from slimkit.core.io import atomic_dir
 from slimkit.data.factworld.config import WorldConfig
 from slimkit.data.factworld.generator import World, generate_world
+from slimkit.data.factworld.templates import CHAIN_ANSWER_MARKER
 
 DOCUMENT_SEPARATOR = "\n\n"
 """``corpus.txt`` and ``heldout.txt`` hold documents separated by one blank line (no document has one)."""
@@ -21,10 +22,25 @@ DOCUMENT_SEPARATOR = "\n\n"
 TASK_FILES = ("factoid", "mc", "retrieval", "twohop", "canaries")
 
 
+
+def task_options(cfg: WorldConfig) -> dict[str, dict[str, object]]:
+    """Evaluation settings the world's task files need, written to ``task_options.json``.
+
+    Two-hop answers are chains of thought ending in ``"So the answer is X."``; open-book answers are
+    too when the corpus has reading documents that teach that form.
+    """
+    chained = {"answer_marker": CHAIN_ANSWER_MARKER, "max_new_tokens": 48}
+    options: dict[str, dict[str, object]] = {"twohop": dict(chained)}
+    if cfg.n_reading_docs > 0:
+        options["retrieval"] = dict(chained)
+    return options
+
+
 def build_world(out_dir: str | Path, cfg: WorldConfig | None = None) -> Path:
     """Generate the world for ``cfg`` (default :class:`WorldConfig`) and write it to ``out_dir``.
 
-    Writes ``world.json``, ``corpus.txt``, ``heldout.txt`` and ``{factoid,mc,retrieval,twohop,canaries}.jsonl``;
+    Writes ``world.json``, ``corpus.txt``, ``heldout.txt``, ``{factoid,mc,retrieval,twohop,canaries}.jsonl``
+    and ``task_options.json`` (the evaluation settings the tasks need);
     an existing ``out_dir`` is replaced atomically. Returns ``out_dir`` as a :class:`Path`.
     """
     world = generate_world(cfg or WorldConfig())
@@ -41,6 +57,7 @@ def write_world(world: World, directory: Path) -> None:
     _write(directory / "heldout.txt", DOCUMENT_SEPARATOR.join(world.heldout_documents()) + "\n")
     for name in TASK_FILES:
         _write(directory / f"{name}.jsonl", "".join(_jsonl_line(r) for r in world.tasks[name]))
+    _write(directory / "task_options.json", json.dumps(task_options(world.config), indent=1) + "\n")
 
 
 def read_documents(path: str | Path) -> list[str]:

@@ -29,6 +29,7 @@ from slimkit.data.factworld.templates import (
     CANARY_PREFIXES,
     CHAIN_FORMAT,
     QA_FORMAT,
+    QUOTE_FORMAT,
     RELATIONS,
     TWO_HOPS,
     Relation,
@@ -314,12 +315,14 @@ def _context(
 def _reading_documents(
     cfg: WorldConfig, entities: dict[str, list[str]], names: _NameGenerator, rng: random.Random
 ) -> list[str]:
-    """Corpus documents that teach in-context retrieval: facts about fresh people, then a question."""
+    """Corpus documents that teach in-context retrieval: facts about fresh people, then a question whose
+    answer quotes the sentence that holds it and concludes (:data:`QUOTE_FORMAT`)."""
     docs = []
     for _ in range(cfg.n_reading_docs):
         _, pairs = _context(rng.randint(1, max(cfg.retrieval_context_facts)), entities, names, rng)
-        _, (s, rel, o) = rng.choice(pairs)
-        qa = QA_FORMAT.format(question=render(rng.choice(rel.questions), s), answer=o)
+        sentence, (s, rel, o) = rng.choice(pairs)
+        answer = QUOTE_FORMAT.format(sentence=sentence, answer=o)
+        qa = QA_FORMAT.format(question=render(rng.choice(rel.questions), s), answer=answer)
         docs.append(" ".join(sentence for sentence, _ in pairs) + "\n" + qa)
     return docs
 
@@ -468,13 +471,14 @@ def _retrieval_task(
             people, pairs = _context(n_facts, entities, names, rng)
             unseen += people
             position = rng.randrange(len(pairs))
-            _, (s, rel, o) = pairs[position]
+            sentence, (s, rel, o) = pairs[position]
             out.append(
                 {
                     "id": f"retrieval-{len(out):05d}",
                     "context": " ".join(sentence for sentence, _ in pairs),
                     "question": render(rng.choice(rel.heldout_questions), s),
                     "answers": [o],
+                    "chain": QUOTE_FORMAT.format(sentence=sentence, answer=o),
                     "tags": {
                         "context_facts": n_facts,
                         "context_length": _length_label(n_facts, levels),
@@ -513,7 +517,6 @@ def _chain(
     second = index[(first.object, hop.second)]
     text = CHAIN_FORMAT.format(
         first=render(rng.choice(RELATIONS[hop.first].statements), person, first.object),
-        second=render(rng.choice(RELATIONS[hop.second].statements), first.object, second.object),
         answer=second.object,
     )
     return text, first, second

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -87,39 +88,22 @@ def _run_ppl(
     return {name: TaskOutput(metrics) for name, metrics in run_perplexity_task(model, tokenizer, cfg).items()}
 
 
-@TASKS.register(FactoidTaskConfig, name="factoid")
-def _run_factoid(
-    model: nn.Module, tokenizer: Any, cfg: FactoidTaskConfig, ctx: EvalContext
-) -> dict[str, TaskOutput]:
-    return {"factoid": evaluate_factoid(model, tokenizer, cfg)}
+def _one_task(name: str, evaluate_fn: Callable[..., TaskOutput]) -> Runner:
+    """The runner of a task that needs only (model, tokenizer, config) and reports under ``name``."""
+
+    def run(model: nn.Module, tokenizer: Any, cfg: Any, ctx: EvalContext) -> dict[str, TaskOutput]:
+        return {name: evaluate_fn(model, tokenizer, cfg)}
+
+    return run
 
 
-@TASKS.register(TwoHopTaskConfig, name="twohop")
-def _run_twohop(
-    model: nn.Module, tokenizer: Any, cfg: TwoHopTaskConfig, ctx: EvalContext
-) -> dict[str, TaskOutput]:
-    return {"twohop": evaluate_factoid(model, tokenizer, cfg, task="twohop")}
-
-
-@TASKS.register(MultipleChoiceTaskConfig, name="mc")
-def _run_mc(
-    model: nn.Module, tokenizer: Any, cfg: MultipleChoiceTaskConfig, ctx: EvalContext
-) -> dict[str, TaskOutput]:
-    return {"mc": evaluate_multiple_choice(model, tokenizer, cfg)}
-
-
-@TASKS.register(RetrievalTaskConfig, name="retrieval")
-def _run_retrieval(
-    model: nn.Module, tokenizer: Any, cfg: RetrievalTaskConfig, ctx: EvalContext
-) -> dict[str, TaskOutput]:
-    return {"retrieval": evaluate_retrieval(model, tokenizer, cfg)}
-
-
-@TASKS.register(SummarizationTaskConfig, name="summarization")
-def _run_summarization(
-    model: nn.Module, tokenizer: Any, cfg: SummarizationTaskConfig, ctx: EvalContext
-) -> dict[str, TaskOutput]:
-    return {"summarization": evaluate_summarization(model, tokenizer, cfg)}
+TASKS.register(FactoidTaskConfig, name="factoid")(_one_task("factoid", evaluate_factoid))
+TASKS.register(TwoHopTaskConfig, name="twohop")(_one_task("twohop", partial(evaluate_factoid, task="twohop")))
+TASKS.register(MultipleChoiceTaskConfig, name="mc")(_one_task("mc", evaluate_multiple_choice))
+TASKS.register(RetrievalTaskConfig, name="retrieval")(_one_task("retrieval", evaluate_retrieval))
+TASKS.register(SummarizationTaskConfig, name="summarization")(
+    _one_task("summarization", evaluate_summarization)
+)
 
 
 @TASKS.register(InstructTaskConfig, name="instruct")

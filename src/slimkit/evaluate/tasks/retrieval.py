@@ -29,7 +29,7 @@ from torch import nn
 
 from slimkit.core.config import check_range
 from slimkit.evaluate.generation import greedy_generate
-from slimkit.evaluate.metrics import exact_match, lenient_match, token_f1
+from slimkit.evaluate.metrics import after_marker, exact_match, lenient_match, token_f1
 from slimkit.evaluate.tasks.base import (
     Record,
     TaskConfig,
@@ -59,6 +59,9 @@ class RetrievalTaskConfig(TaskConfig):
         max_new_tokens (int): answer length cap, >= 1. Default: 32 (LLM-KICK's).
         max_context_chars (int | None): cut each context to this many characters, >= 1
             (LLM-KICK: 3072). Default: None (no cut).
+        answer_marker (str | None): score only the text after the last occurrence of this marker
+            (the built-in world's answers quote the passage, then conclude ``"So the answer is X."``);
+            None scores the whole first line. Default: None.
         group_by_tags (tuple[str, ...]): Default: ``("context_length",)``.
         (and ``data``, ``limit``, ``batch_size`` from :class:`TaskConfig`)
     """
@@ -66,6 +69,7 @@ class RetrievalTaskConfig(TaskConfig):
     prompt_template: str = "{context}\nQuestion: {question}\nAnswer:"
     max_new_tokens: int = 32
     max_context_chars: int | None = None
+    answer_marker: str | None = None
     group_by_tags: tuple[str, ...] = ("context_length",)
 
     def __post_init__(self) -> None:
@@ -94,9 +98,10 @@ def evaluate_retrieval(model: nn.Module, tokenizer: Any, cfg: RetrievalTaskConfi
         cfg.prompt_template.format(context=r["context"][: cfg.max_context_chars], question=r["question"])
         for r in records
     ]
-    predictions = greedy_generate(
+    generations = greedy_generate(
         model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size
     )
+    predictions = [after_marker(g, cfg.answer_marker) for g in generations]
     em = [float(exact_match(p, r["answers"])) for p, r in zip(predictions, records, strict=True)]
     lenient = [float(lenient_match(p, r["answers"])) for p, r in zip(predictions, records, strict=True)]
     f1 = [token_f1(p, r["answers"]) for p, r in zip(predictions, records, strict=True)]
@@ -105,6 +110,7 @@ def evaluate_retrieval(model: nn.Module, tokenizer: Any, cfg: RetrievalTaskConfi
         {
             "id": r["id"],
             "question": r["question"],
+            "generation": g,
             "prediction": p,
             "answers": list(r["answers"]),
             "exact_match": e,
@@ -112,6 +118,6 @@ def evaluate_retrieval(model: nn.Module, tokenizer: Any, cfg: RetrievalTaskConfi
             "f1": f,
             "tags": r.get("tags", {}),
         }
-        for r, p, e, le, f in zip(records, predictions, em, lenient, f1, strict=True)
+        for r, g, p, e, le, f in zip(records, generations, predictions, em, lenient, f1, strict=True)
     ]
     return TaskOutput(metrics, examples)

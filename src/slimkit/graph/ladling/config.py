@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from slimkit.core.config import Config, check_choice, check_positive, check_range
 from slimkit.graph.models import GNNConfig
-from slimkit.graph.train import TrainConfig
+from slimkit.graph.train import GraphTrainConfig
 from slimkit.graph.views import ViewConfig
 
 INITS = ("shared", "independent")
@@ -25,7 +25,7 @@ class LadlingConfig(Config):
     Attributes:
         model (GNNConfig): architecture of every ingredient. Default: ``GNNConfig()`` (2-layer SAGE).
         view (ViewConfig): how each ingredient sees the graph. Default: ``ViewConfig()`` (METIS clusters).
-        train (TrainConfig): optimisation of each ingredient. Default: ``TrainConfig()``.
+        train (GraphTrainConfig): optimisation of each ingredient. Default: ``GraphTrainConfig()``.
         ingredients (int): K. Default: 8.
         init (str): ``shared`` — every ingredient starts from the same initialisation (drawn from
             ``seed``), as weight-space averaging usually needs; ``independent`` — each its own (the
@@ -39,7 +39,7 @@ class LadlingConfig(Config):
 
     model: GNNConfig = field(default_factory=GNNConfig)
     view: ViewConfig = field(default_factory=ViewConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: GraphTrainConfig = field(default_factory=GraphTrainConfig)
     ingredients: int = 8
     init: str = "shared"
     soup: str = "greedy-interp"
