@@ -86,7 +86,13 @@ def _mentions(world: World) -> collections.Counter[str]:
 def test_same_seed_gives_byte_identical_files_and_other_seed_differs(built: Path, tmp_path: Path) -> None:
     again = build_world(tmp_path / "again", SMALL)
     names = sorted(p.name for p in built.iterdir())
-    expected = ["world.json", "corpus.txt", "heldout.txt", "task_options.json", *(f"{t}.jsonl" for t in TASK_FILES)]
+    expected = [
+        "world.json",
+        "corpus.txt",
+        "heldout.txt",
+        "task_options.json",
+        *(f"{t}.jsonl" for t in TASK_FILES),
+    ]
     assert names == sorted(expected)
     for name in names:
         assert (built / name).read_bytes() == (again / name).read_bytes(), name

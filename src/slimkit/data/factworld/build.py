@@ -22,7 +22,6 @@ DOCUMENT_SEPARATOR = "\n\n"
 TASK_FILES = ("factoid", "mc", "retrieval", "twohop", "canaries")
 
 
-
 def task_options(cfg: WorldConfig) -> dict[str, dict[str, object]]:
     """Evaluation settings the world's task files need, written to ``task_options.json``.
 
