@@ -517,6 +517,7 @@ def _chain(
     second = index[(first.object, hop.second)]
     text = CHAIN_FORMAT.format(
         first=render(rng.choice(RELATIONS[hop.first].statements), person, first.object),
+        second=render(rng.choice(RELATIONS[hop.second].statements), first.object, second.object),
         answer=second.object,
     )
     return text, first, second

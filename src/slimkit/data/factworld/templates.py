@@ -24,12 +24,11 @@ RETRIEVAL_PROMPT_FORMAT = "{context}\nQuestion: {question}\nAnswer:"
 CHAIN_ANSWER_MARKER = "So the answer is"
 """Where a two-hop chain-of-thought answer states its final answer."""
 
-CHAIN_FORMAT = "{first} " + CHAIN_ANSWER_MARKER + " {answer}."
-"""A two-hop answer that states the first hop, then concludes: ``"Ada Vell was born in Lorin. So the
-answer is Veda."`` (``Veda`` = the country of ``Lorin``). The second hop is recalled from the bridge
-entity just written; writing it out too ("Lorin lies in Veda.") would need the model to copy the
-bridge's name again, which the 4-minute default model does not learn. The corpus answers some
-compositional questions this way; the task asks the others."""
+CHAIN_FORMAT = "{first} {second} " + CHAIN_ANSWER_MARKER + " {answer}."
+"""A two-hop answer written out hop by hop: ``"Ada Vell was born in Lorin. Lorin lies in Veda. So the
+answer is Veda."``. The corpus answers some compositional questions this way; the task asks the others.
+(Shorter chains that leave the second hop unsaid, "... Lorin. So the answer is Veda.", scored higher
+on two-hop questions but taught the 4-minute model to answer "Who does X work for?" with a city.)"""
 
 QUOTE_FORMAT = "{sentence} " + CHAIN_ANSWER_MARKER + " {answer}."
 """An open-book answer that first quotes the passage's sentence, then concludes: ``"Ada Vell was born in
