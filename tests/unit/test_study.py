@@ -48,7 +48,8 @@ def test_plan_variants_default_sweep():
             assert f"{method} {setting}" in names
     assert "wanda+OWL 70%" in names and "sparsegpt+OWL 70%" in names
     assert "magnitude+OWL 70%" not in names  # OWL needs activations: calibrated methods only
-    assert len(names) == 1 + 3 * 4 + 2
+    assert "welore 50% params" in names and "svd-uniform 30% params" in names
+    assert len(names) == 1 + 3 * 4 + 2 + 4
 
 
 def test_study_sweep_on_tiny_model(tiny_setup, tmp_path):
@@ -61,6 +62,7 @@ def test_study_sweep_on_tiny_model(tiny_setup, tmp_path):
         patterns=("2:4",),
         owl_sparsities=(0.5,),
         owl_lambda=0.02,
+        lowrank_reductions=(),
         nsamples=4,
         calib_seqlen=32,
         seqlen=32,

@@ -24,7 +24,9 @@ HELP = (
 
 def compress(
     model: str = typer.Argument(..., help="Model directory, or `default` (the built-in world's model)."),
-    method: str = typer.Option(..., "--method", help="Compression method (magnitude | wanda | sparsegpt)."),
+    method: str = typer.Option(
+        ..., "--method", help="Compression method (magnitude | wanda | sparsegpt | welore | svd-uniform)."
+    ),
     sparsity: float | None = typer.Option(
         None,
         "--sparsity",
@@ -47,6 +49,15 @@ def compress(
         "--true-sequential/--no-true-sequential",
         help="SparseGPT: re-collect statistics after each group.",
     ),
+    target_params: float | None = typer.Option(
+        None, "--target-params", help="Low-rank: parameter reduction of the targeted matrices, in (0, 1)."
+    ),
+    target_rank: float | None = typer.Option(
+        None, "--target-rank", help="Low-rank: rank reduction (WeLore's measure), in (0, 1)."
+    ),
+    min_ratio: float | None = typer.Option(
+        None, "--min-ratio", help="WeLore: factor a matrix only above this rank reduction (default 0.5)."
+    ),
     calib: str | None = typer.Option(
         None, "--calib", help="Calibration text source (default: world corpus)."
     ),
@@ -67,7 +78,10 @@ def compress(
     cfg = build_config(
         method,
         sparsity=sparsity,
-        pattern=pattern,
+        pattern=None if pattern == "unstructured" else pattern,
+        target_params=target_params,
+        target_rank=target_rank,
+        min_ratio=min_ratio,
         allocation=allocation,
         owl_m=owl_m,
         owl_lambda=owl_lambda,

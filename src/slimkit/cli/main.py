@@ -15,6 +15,7 @@ from slimkit.cli import (
     compress_cmd,
     debias_cmd,
     eval_cmd,
+    finetune_cmd,
     graph_cmd,
     junkdna_cmd,
     report_cmd,
@@ -39,6 +40,7 @@ app = typer.Typer(
 app.add_typer(world_cmd.app, name="world")
 app.command("train", help=train_cmd.HELP)(train_cmd.train)
 app.command("compress", help=compress_cmd.HELP)(compress_cmd.compress)
+app.command("finetune", help=finetune_cmd.HELP)(finetune_cmd.finetune)
 app.command("eval", help=eval_cmd.HELP)(eval_cmd.eval_model)
 app.command("generate", help=eval_cmd.GENERATE_HELP)(eval_cmd.generate)
 app.command("study", help=study_cmd.HELP)(study_cmd.study)

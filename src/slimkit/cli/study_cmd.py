@@ -46,6 +46,11 @@ def study(
     owl_sparsities: str = typer.Option(
         "0.7", "--owl-sparsities", help="Sparsities also run with OWL ('' for none)."
     ),
+    lowrank_reductions: str = typer.Option(
+        "0.3,0.5",
+        "--lowrank-reductions",
+        help="Parameter reductions also run with WeLore and uniform SVD ('' for none).",
+    ),
     dense_only: bool = typer.Option(False, "--dense-only", help="Evaluate the dense model only (no sweep)."),
     data: str | None = typer.Option(
         None, "--data", help="Perplexity text source (default: world held-out text)."
@@ -76,6 +81,7 @@ def study(
         sparsities=_floats(sparsities, "--sparsities"),
         patterns=_names(patterns),
         owl_sparsities=_floats(owl_sparsities, "--owl-sparsities"),
+        lowrank_reductions=() if dense_only else _floats(lowrank_reductions, "--lowrank-reductions"),
         calib=calib,
         nsamples=nsamples,
         calib_seqlen=calib_seqlen,

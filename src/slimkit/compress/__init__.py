@@ -16,6 +16,7 @@ from slimkit.compress.api import (
 )
 from slimkit.compress.calibrate import CalibratedMethod, capture_block_inputs, run_sequential_
 from slimkit.compress.export import read_bitmask_state_dict, save_compressed
+from slimkit.compress.lowrank import SVDUniformConfig, WeLoreConfig
 from slimkit.compress.prune import (
     MagnitudeConfig,
     OWLConfig,
@@ -34,8 +35,10 @@ __all__ = [
     "MatrixReport",
     "OWLConfig",
     "PruneConfig",
+    "SVDUniformConfig",
     "SparseGPTConfig",
     "WandaConfig",
+    "WeLoreConfig",
     "build_config",
     "calibration_for",
     "capture_block_inputs",

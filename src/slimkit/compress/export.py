@@ -22,6 +22,12 @@
   ``"storage": "bitmask"`` and :func:`slimkit.models.load_model` rebuilds the dense state dict through
   the registered storage reader :func:`read_bitmask_state_dict`. Plain ``transformers`` cannot load
   this format.
+
+Low-rank models (WeLore, uniform SVD) store each factored matrix as its two factors
+``<name>.down.weight [k, in]`` and ``<name>.up.weight [out, k]`` (+ ``<name>.up.bias``);
+``slimkit.json`` gets ``"restore": ["lowrank"]`` and ``"lowrank": {"modules": {name: {in_features,
+out_features, rank, bias}}}`` (see :mod:`slimkit.nn.lowrank`), so :func:`slimkit.models.load_model`
+rebuilds the ``LowRankLinear`` modules. Such models are saved with ``storage="dense"`` only.
 """
 
 from __future__ import annotations
@@ -34,10 +40,12 @@ from torch import Tensor, nn
 
 from slimkit.compress.report import CompressionReport
 from slimkit.core.config import check_choice
-from slimkit.core.errors import ModelLoadError
+from slimkit.core.errors import ConfigError, ModelLoadError
 from slimkit.core.io import load_tensors
 from slimkit.models.loading import save_model
 from slimkit.models.metadata import register_storage_reader
+from slimkit.nn.lowrank import RESTORER as LOWRANK_RESTORER
+from slimkit.nn.lowrank import lowrank_metadata
 
 BITMASK = "bitmask"
 STORAGES = ("dense", BITMASK)
@@ -136,6 +144,14 @@ def save_compressed(
     """
     check_choice("storage", storage, STORAGES)
     metadata: dict[str, Any] = {"method": report.method, "config": report.config, "report": report.to_dict()}
+    lowrank = lowrank_metadata(model)
+    if lowrank["modules"]:
+        if storage != "dense":
+            raise ConfigError(
+                f"a low-rank model is saved with storage='dense' (its factors), not {storage!r}"
+            )
+        metadata["restore"] = [LOWRANK_RESTORER]
+        metadata[LOWRANK_RESTORER] = lowrank
     state_dict = None
     if storage == BITMASK:
         metadata["storage"] = BITMASK

@@ -268,6 +268,11 @@ def write_junkdna_plots(results: dict[str, Any], out_dir: str | Path) -> list[st
     cols = min(4, len(axes))
     rows = math.ceil(len(axes) / cols)
     for method, by_axis in analysis["curves"].items():
+        # noisy levels (a few correct answers) can exceed dense by far; show them, within reason
+        peak = max(
+            (y for lv in by_axis.values() for c in lv.values() for _, y in c if y is not None), default=1.0
+        )
+        top = min(3.0, max(1.25, 1.05 * peak))
         fig, grid = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False, sharey=True)
         for k, axis in enumerate(axes):
             ax = grid[k // cols][k % cols]
@@ -279,7 +284,7 @@ def write_junkdna_plots(results: dict[str, Any], out_dir: str | Path) -> list[st
             for t, style in ((0.9, ":"), (0.5, "--")):
                 ax.axhline(t, color="grey", linestyle=style, linewidth=0.8)
             ax.set_title(axis, fontsize=9)
-            ax.set_ylim(-0.05, 1.25)
+            ax.set_ylim(-0.05, top)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
             if k % cols == 0:

@@ -10,7 +10,8 @@ knowledge side by side; variants whose perplexity stays within 10% of dense whil
 loses more than 10 points are flagged) and PNG plots to ``out``.
 
 The default sweep (issue 3): magnitude, Wanda and SparseGPT at 30/50/70% unstructured and 2:4, plus
-OWL allocation at 70% for Wanda and SparseGPT. This is a pipeline: it composes ``compress`` and
+OWL allocation at 70% for Wanda and SparseGPT; (issue 5) WeLore and uniform-rank SVD at 30% and 50%
+parameter reduction of the decoder-block linears. This is a pipeline: it composes ``compress`` and
 ``evaluate``, neither of which imports the other.
 """
 
@@ -48,6 +49,8 @@ class StudyConfig(Config):
         owl_sparsities (tuple[float, ...]): sparsities also run with OWL allocation (calibrated
             methods only). Default: (0.7,).
         owl_m, owl_lambda (float): OWL settings. Default: 5, 0.08.
+        lowrank_reductions (tuple[float, ...]): parameter reductions run with WeLore and with uniform
+            SVD (``Variant.sparsity`` carries the reduction). Default: (0.3, 0.5). Empty = none.
         calib (str | None): calibration text source; None = the world's training corpus.
         nsamples, calib_seqlen (int): calibration sequences and their length. Default: 64 x 128.
         seqlen (int): perplexity window. Default: 128 (the default model's training length).
@@ -68,6 +71,7 @@ class StudyConfig(Config):
     owl_sparsities: tuple[float, ...] = (0.7,)
     owl_m: float = 5.0
     owl_lambda: float = 0.08
+    lowrank_reductions: tuple[float, ...] = (0.3, 0.5)
     calib: str | None = None
     nsamples: int = 64
     calib_seqlen: int = 128
@@ -78,7 +82,15 @@ class StudyConfig(Config):
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("methods", "sparsities", "patterns", "owl_sparsities", "kick_tasks", "kick_data"):
+        for name in (
+            "methods",
+            "sparsities",
+            "patterns",
+            "owl_sparsities",
+            "lowrank_reductions",
+            "kick_tasks",
+            "kick_data",
+        ):
             value = getattr(self, name)
             if isinstance(value, list):
                 object.__setattr__(self, name, tuple(value))
@@ -87,6 +99,8 @@ class StudyConfig(Config):
         super().__post_init__()
         for s in (*self.sparsities, *self.owl_sparsities):
             check_range("sparsity", s, 0.0, 1.0, lo_inclusive=False, hi_inclusive=False)
+        for r in self.lowrank_reductions:
+            check_range("lowrank_reductions", r, 0.0, 1.0, lo_inclusive=False, hi_inclusive=False)
         for name in ("nsamples", "calib_seqlen", "seqlen", "batch_size"):
             check_positive(name, getattr(self, name))
         for name in ("kick_limit", "limit"):
@@ -124,6 +138,10 @@ def plan_variants(cfg: StudyConfig) -> list[Variant]:
                     method, sparsity=s, allocation="owl", owl_m=cfg.owl_m, owl_lambda=cfg.owl_lambda
                 )
                 variants.append(Variant(f"{method}+OWL {s:.0%}", method, s, "unstructured", "owl", c))
+    for r in cfg.lowrank_reductions:
+        for method in ("welore", "svd-uniform"):
+            c = build_config(method, target_params=r)
+            variants.append(Variant(f"{method} {r:.0%} params", method, r, "low-rank", None, c))
     return variants
 
 
