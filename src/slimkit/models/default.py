@@ -114,7 +114,10 @@ def default_world_dir(recipe: DefaultModelRecipe = DEFAULT_RECIPE) -> Path:
     from slimkit.data.factworld import GENERATOR_VERSION, WorldConfig, build_world
 
     cfg = WorldConfig(seed=recipe.world_seed)
-    digest = hashlib.sha256(f"{cfg.to_json()}|generator-{GENERATOR_VERSION}".encode()).hexdigest()[:10]
+    from slimkit.data.factworld.build import FILES_VERSION
+
+    key = f"{cfg.to_json()}|generator-{GENERATOR_VERSION}|files-{FILES_VERSION}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:10]
     path = cache_root() / f"world-{digest}"
     if (path / "world.json").is_file():
         return path

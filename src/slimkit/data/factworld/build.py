@@ -22,16 +22,21 @@ DOCUMENT_SEPARATOR = "\n\n"
 TASK_FILES = ("factoid", "mc", "retrieval", "twohop", "canaries")
 
 
+FILES_VERSION = 1
+"""Bumped when the files a build writes change while the corpus does not (e.g. ``task_options.json``):
+the world's cache directory keys on it, the default model's cache does not."""
+
+
 def task_options(cfg: WorldConfig) -> dict[str, dict[str, object]]:
     """Evaluation settings the world's task files need, written to ``task_options.json``.
 
     Two-hop answers are chains of thought ending in ``"So the answer is X."``; open-book answers are
-    too when the corpus has reading documents that teach that form.
+    too when the corpus has reading documents that teach that form, and otherwise a bare entity name
+    (at most a few tokens, so generation stops at 12 instead of LLM-KICK's 32).
     """
     chained = {"answer_marker": CHAIN_ANSWER_MARKER, "max_new_tokens": 48}
     options: dict[str, dict[str, object]] = {"twohop": dict(chained)}
-    if cfg.n_reading_docs > 0:
-        options["retrieval"] = dict(chained)
+    options["retrieval"] = dict(chained) if cfg.n_reading_docs > 0 else {"max_new_tokens": 12}
     return options
 
 
