@@ -134,3 +134,24 @@ def test_needs_a_tokenizer_or_a_directory(model_and_tok):
         SlimkitLM(model_and_tok[0])
     with pytest.raises(SlimkitError, match="pretrained"):
         SlimkitLM()
+
+
+def test_lm_eval_suite_gives_results_in_slimkits_schema(model_and_tok, task_dir):
+    from slimkit.core.errors import ConfigError
+    from slimkit.evaluate import make_results, validate_results
+
+    model, tok = model_and_tok
+    metrics = evaluate(
+        model,
+        tok,
+        suite="lm-eval",
+        tasks="slimkit_toy_mc",
+        include_path=str(task_dir),
+        include_defaults=False,
+    )
+    native = evaluate(model, tok, MultipleChoiceTaskConfig(data=RECORDS))["mc"]
+    assert metrics["slimkit_toy_mc"]["acc"] == pytest.approx(native["accuracy"])
+    assert metrics["slimkit_toy_mc"]["n"] == len(RECORDS) and "acc_stderr" in metrics["slimkit_toy_mc"]
+    validate_results(make_results("tiny", metrics, seed=0))
+    with pytest.raises(ConfigError, match="needs tasks"):
+        evaluate(model, tok, suite="lm-eval")

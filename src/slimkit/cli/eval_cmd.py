@@ -12,7 +12,8 @@ HELP = (
     "Evaluate a model directory (or `default`, the built-in world's model) and write results JSON.\n\n"
     "Suites: `ppl` (perplexity, non-overlapping windows); `kick` (the LLM-KICK knowledge suite: factoid, "
     "mc, retrieval, twohop, summarization, instruct — every task its --data provides); or one task by name "
-    "(`factoid`, `mc`, `retrieval`, `twohop`, `summarization`, `instruct`).\n\n"
+    "(`factoid`, `mc`, `retrieval`, `twohop`, `summarization`, `instruct`); `lm-eval` (any lm-evaluation-harness "
+    "task, local YAMLs via --include-path).\n\n"
     "--data: a text source (ppl), a task JSONL (one task), or reader specs for kick (repeatable): a "
     "directory of task JSONL files, `freebaseqa:FILE`, `mmlu:DIR`, `triviaqa:FILE`, `cnndm:FILE`, "
     "`jsonl:TASK:FILE`. Without --data the built-in world is used.\n\n"
@@ -20,7 +21,8 @@ HELP = (
     "    slimkit eval default --suite kick --out kick.json\n\n"
     "    slimkit eval ./pruned --suite kick --tasks factoid,mc --limit 100 --save-examples ex.json --out r.json\n\n"
     "    slimkit eval ./pruned --suite kick --data mmlu:data/mmlu --data triviaqa:data/triviaqa --out r.json\n\n"
-    "    slimkit eval ./my-model --suite ppl --data wiki.test.txt --seqlen 2048 --out ppl.json"
+    "    slimkit eval ./my-model --suite ppl --data wiki.test.txt --seqlen 2048 --out ppl.json\n\n"
+    "    slimkit eval ./pruned --suite lm-eval --tasks my_task --include-path my_tasks/ --out r.json  (extra `eval`)"
 )
 
 GENERATE_HELP = (
@@ -36,7 +38,12 @@ def eval_model(
     data: list[str] | None = typer.Option(
         None, "--data", help="Text source (ppl), task JSONL (one task) or reader spec(s) (kick; repeatable)."
     ),
-    tasks: str | None = typer.Option(None, "--tasks", help="kick only: comma-separated tasks to run."),
+    tasks: str | None = typer.Option(
+        None, "--tasks", help="kick: KICK tasks to run; lm-eval: lm-eval task names (comma-separated)."
+    ),
+    include_path: str | None = typer.Option(
+        None, "--include-path", help="lm-eval: a directory of local lm-eval task YAMLs."
+    ),
     seqlen: int | None = typer.Option(None, "--seqlen", help="Perplexity window length."),
     limit: int | None = typer.Option(
         None, "--limit", help="Evaluate at most this many windows / items per task."
@@ -67,9 +74,15 @@ def eval_model(
     if judge is not None:
         options["judge"] = judge
     if tasks is not None:
-        if suite != "kick":
-            raise ConfigError("--tasks selects tasks of --suite kick; for one task use --suite TASK")
+        if suite not in ("kick", "lm-eval"):
+            raise ConfigError(
+                "--tasks selects tasks of --suite kick or lm-eval; for one task use --suite TASK"
+            )
         options["tasks"] = tasks
+    if include_path is not None:
+        if suite != "lm-eval":
+            raise ConfigError("--include-path is for --suite lm-eval")
+        options["include_path"] = include_path
     if data:
         if suite != "kick" and len(data) > 1:
             raise ConfigError(f"--suite {suite} reads one --data source, got {len(data)}")

@@ -198,6 +198,27 @@ def run_lm_eval(
     )
 
 
+def lm_eval_metrics(results: dict[str, Any]) -> dict[str, dict[str, float | int]]:
+    """lm-eval's results dict as slimkit metrics: ``{task: {"acc": ..., "acc_stderr": ..., "n": ...}}``.
+
+    lm-eval keys metrics ``"name,filter"``; the ``none`` filter drops its suffix, others keep it
+    (``exact_match@strict-match``). ``n`` is the number of documents lm-eval scored.
+    """
+    samples = results.get("n-samples", {})
+    out: dict[str, dict[str, float | int]] = {}
+    for task, values in results.get("results", {}).items():
+        metrics: dict[str, float | int] = {}
+        for key, value in values.items():
+            if "," not in key or isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            name, flt = key.split(",", 1)
+            metrics[name if flt == "none" else f"{name}@{flt}"] = value
+        info = samples.get(task, {})
+        metrics["n"] = int(info.get("effective", info.get("original", 0)) or 0)
+        out[task] = metrics
+    return out
+
+
 def _as_bool(value: bool | str) -> bool:
     # lm-eval passes --model_args values as strings
     return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")

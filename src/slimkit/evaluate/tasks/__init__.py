@@ -22,6 +22,7 @@ summarization   summarise a document                       rouge1, rouge2, rouge
 instruct        follow an instruction, judged              score, rated (skipped without a judge)
 kick            the LLM-KICK suite: all of the above that  per task
                 its data provides
+lm-eval         lm-evaluation-harness tasks (extra eval)   as lm-eval reports them
 ==============  =========================================  ===========================================
 """
 
@@ -35,7 +36,8 @@ from typing import Any
 
 from torch import nn
 
-from slimkit.core.config import Config
+from slimkit.core.config import Config, check_range
+from slimkit.core.errors import ConfigError
 from slimkit.core.registry import Registry
 from slimkit.evaluate.perplexity import PerplexityTaskConfig, run_perplexity_task
 from slimkit.evaluate.tasks.base import TaskConfig, TaskOutput, TaskSkipped, aggregate
@@ -51,6 +53,7 @@ __all__ = [
     "FactoidTaskConfig",
     "InstructTaskConfig",
     "Judge",
+    "LmEvalTaskConfig",
     "LocalJudge",
     "MultipleChoiceTaskConfig",
     "RetrievalTaskConfig",
@@ -111,6 +114,56 @@ def _run_instruct(
     model: nn.Module, tokenizer: Any, cfg: InstructTaskConfig, ctx: EvalContext
 ) -> dict[str, TaskOutput]:
     return {"instruct": evaluate_instruct(model, tokenizer, cfg, judge=ctx.judge)}
+
+
+@dataclass(frozen=True)
+class LmEvalTaskConfig(Config):
+    """The ``lm-eval`` suite: lm-evaluation-harness tasks run on the model through ``SlimkitLM``.
+
+    Needs the ``eval`` extra. Attributes:
+        tasks (tuple[str, ...]): lm-eval task names (a comma-separated string is accepted).
+        include_path (str | None): a directory of local task YAMLs. Default: None.
+        include_defaults (bool): also index lm-eval's built-in tasks. Default: True.
+        limit (int | None): documents per task. Default: all.
+        num_fewshot (int | None): lm-eval's few-shot override. Default: the task's.
+        batch_size (int): contexts per forward pass. Default: 16.
+    """
+
+    tasks: tuple[str, ...] = ()
+    include_path: str | None = None
+    include_defaults: bool = True
+    limit: int | None = None
+    num_fewshot: int | None = None
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tasks, str):
+            object.__setattr__(self, "tasks", tuple(t for t in self.tasks.split(",") if t))
+        elif isinstance(self.tasks, list):
+            object.__setattr__(self, "tasks", tuple(self.tasks))
+        super().__post_init__()
+        if not self.tasks:
+            raise ConfigError("the lm-eval suite needs tasks (lm-eval task names, e.g. tasks='arc_easy')")
+        if self.limit is not None:
+            check_range("limit", self.limit, 1, None)
+        check_range("batch_size", self.batch_size, 1, None)
+
+
+@TASKS.register(LmEvalTaskConfig, name="lm-eval")
+def _run_lm_eval(
+    model: nn.Module, tokenizer: Any, cfg: LmEvalTaskConfig, ctx: EvalContext
+) -> dict[str, TaskOutput]:
+    from slimkit.evaluate.lm_eval import SlimkitLM, lm_eval_metrics, run_lm_eval
+
+    results = run_lm_eval(
+        SlimkitLM(model, tokenizer, batch_size=cfg.batch_size),
+        cfg.tasks,
+        include_path=cfg.include_path,
+        include_defaults=cfg.include_defaults,
+        limit=cfg.limit,
+        num_fewshot=cfg.num_fewshot,
+    )
+    return {task: TaskOutput(metrics) for task, metrics in lm_eval_metrics(results).items()}
 
 
 def task_config(task: str | Config, data: Any = None, **options: Any) -> Config:
