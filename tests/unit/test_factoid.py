@@ -172,7 +172,7 @@ def test_twohop_scores_only_the_concluded_answer(monkeypatch):
         lambda m, t, prompts, **kw: [chains[p.split("Question: ")[1].split("\n")[0]] for p in prompts],
     )
     records = [
-        {"id": "a", "question": q, "answers": [a], "tags": {"composition": c}}
+        {"id": c, "question": q, "answers": [a], "tags": {"composition": c}}
         for q, a, c in zip(chains, ["Veda", "Kesh", "Lorin Media"], ["born", "lives", "works"], strict=True)
     ]
     result = evaluate_factoid(None, None, TwoHopTaskConfig(data=records), task="twohop")

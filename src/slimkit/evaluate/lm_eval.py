@@ -40,7 +40,7 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
 
 from slimkit.evaluate._runtime import max_positions
 from slimkit.evaluate.generation import greedy_generate, pad_token_id
-from slimkit.evaluate.scoring import score_token_requests
+from slimkit.evaluate.scoring import prefix_token_id, score_token_requests, split_context
 
 DEFAULT_MAX_GEN_TOKS = 256
 
@@ -111,7 +111,7 @@ class SlimkitLM(LM):
     def loglikelihood_rolling(self, requests: list[Any], disable_tqdm: bool = False) -> list[float]:
         from lm_eval import utils
 
-        prefix = self._prefix_token()
+        prefix = prefix_token_id(self.tokenizer)
         windows: list[tuple[int, list[int], list[int]]] = []
         for r, req in enumerate(requests):
             (text,) = req.args
@@ -154,19 +154,7 @@ class SlimkitLM(LM):
 
     # -- helpers ------------------------------------------------------------------------------------------
     def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-        from slimkit.evaluate.scoring import split_context
-
-        if context == "":
-            cont = self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
-            return [self._prefix_token()], cont
         return split_context(self.tokenizer, context, continuation, add_special_tokens=self.add_bos_token)
-
-    def _prefix_token(self) -> int:
-        for name in ("bos_token_id", "eos_token_id"):
-            value = getattr(self.tokenizer, name, None)
-            if value is not None:
-                return int(value)
-        return pad_token_id(self.tokenizer)
 
     def _score(self, token_requests: Sequence[tuple[list[int], list[list[int]]]]) -> list[list[Any]]:
         return score_token_requests(

@@ -57,6 +57,7 @@ from typing import Any
 
 from slimkit.core.errors import ConfigError, DataError
 from slimkit.data.sources import jsonl_rows
+from slimkit.evaluate.tasks import RECORD_FORMATS
 
 Record = dict[str, Any]
 TaskData = dict[str, list[Record]]
@@ -70,35 +71,10 @@ TRIVIAQA_SHORT_CONTEXT_CHARS = 1024
 """A TriviaQA context shorter than this (after the cut) is tagged ``context_chars="short"``."""
 CNNDM_LENGTHS = ("small", "mid", "large")
 
-# The record kind each slimkit task file holds (twohop questions are factoid records).
-TASK_RECORD_KINDS: dict[str, str] = {
-    "factoid": "factoid",
-    "twohop": "factoid",
-    "mc": "mc",
-    "retrieval": "retrieval",
-    "summarization": "summarization",
-    "instruct": "instruct",
-}
-
-_REQUIRED_FIELDS: dict[str, dict[str, type]] = {
-    "factoid": {"id": str, "question": str, "answers": list},
-    "mc": {"id": str, "question": str, "options": list, "answer_index": int},
-    "retrieval": {"id": str, "context": str, "question": str, "answers": list},
-    "summarization": {"id": str, "document": str, "summary": str},
-    "instruct": {"id": str, "instruction": str},
-}
-_OPTIONAL_FIELDS: dict[str, dict[str, type]] = {
-    "mc": {"prompt": str},
-    "instruct": {"reference": str},
-}
-RECORD_LAYOUTS: dict[str, str] = {
-    "factoid": '{"id": str, "question": str, "answers": [str, ...], "tags": {name: str|int}}',
-    "mc": '{"id": str, "question": str, "options": [str, ...], "answer_index": int, '
-    '"prompt": str (optional), "tags": {name: str|int}}',
-    "retrieval": '{"id": str, "context": str, "question": str, "answers": [str, ...], "tags": {name: str|int}}',
-    "summarization": '{"id": str, "document": str, "summary": str, "tags": {name: str|int}}',
-    "instruct": '{"id": str, "instruction": str, "reference": str (optional), "tags": {"category": str, ...}}',
-}
+# The record format each slimkit task file holds (twohop questions are factoid records); the formats
+# and their checks live with the tasks, so a reader and a task never disagree on a layout.
+TASK_RECORD_KINDS: dict[str, str] = {task: fmt.kind for task, fmt in RECORD_FORMATS.items()}
+RECORD_LAYOUTS: dict[str, str] = {fmt.kind: fmt.layout for fmt in RECORD_FORMATS.values()}
 
 FREEBASEQA_LAYOUT = (
     '{"Questions": [{"Question-ID": str, "RawQuestion": str, '
@@ -195,65 +171,20 @@ def load_task_data(spec: str | Path, **options: Any) -> TaskData:
 
 # -- record validation -----------------------------------------------------------------------------------
 def validate_records(task: str, records: Sequence[Record], *, source: str) -> None:
-    """Check ``records`` against the format of ``task`` (a key of :data:`TASK_RECORD_KINDS`).
+    """Check ``records`` against the format of ``task`` (:data:`slimkit.evaluate.tasks.RECORD_FORMATS`).
 
     Raises:
         DataError: unknown task, no records, a missing or mistyped field, an empty answer list,
             ``answer_index`` out of range, a prompt ending in a space, a non-flat tag, a repeated id.
     """
-    kind = TASK_RECORD_KINDS.get(task)
-    if kind is None:
+    fmt = RECORD_FORMATS.get(task)
+    if fmt is None:
         raise DataError(f"{source}: unknown task {task!r}; slimkit tasks are {sorted(TASK_RECORD_KINDS)}")
-    if not records:
-        raise DataError(f"no {task} questions in {source}")
-    seen: set[str] = set()
+    items = []
     for i, record in enumerate(records):
         named = isinstance(record, dict) and "id" in record
-        where = f"{source}: {task} record {i}" + (f" (id {record['id']!r})" if named else "")
-        _check_record(kind, record, where)
-        if record["id"] in seen:
-            raise DataError(f"{where}: id {record['id']!r} repeats; every record needs a unique id")
-        seen.add(record["id"])
-
-
-def _check_record(kind: str, record: Any, where: str) -> None:
-    layout = f"expected {RECORD_LAYOUTS[kind]}"
-    if not isinstance(record, dict):
-        raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}; {layout}")
-    required = _REQUIRED_FIELDS[kind]
-    missing = [name for name in required if name not in record]
-    if missing:
-        raise DataError(f"{where}: missing field(s) {missing}; {layout}")
-    fields = required | {k: t for k, t in _OPTIONAL_FIELDS.get(kind, {}).items() if k in record}
-    for name, expected in fields.items():
-        value = record[name]
-        # bool is an int subclass, but True is no answer index
-        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            raise DataError(
-                f"{where}: field {name!r} must be {expected.__name__}, got {type(value).__name__}; {layout}"
-            )
-    for name in ("answers", "options"):
-        if name in required:
-            values = record[name]
-            if not values or not all(isinstance(v, str) for v in values):
-                raise DataError(f"{where}: {name!r} must be a non-empty list of strings; {layout}")
-    if kind == "mc":
-        if not 0 <= record["answer_index"] < len(record["options"]):
-            raise DataError(
-                f"{where}: answer_index {record['answer_index']} is out of range for "
-                f"{len(record['options'])} options"
-            )
-        if record.get("prompt", "").endswith(" "):
-            raise DataError(f"{where}: 'prompt' must not end with a space (the option follows after one)")
-    tags = record.get("tags", {})
-    if not isinstance(tags, dict):
-        raise DataError(f"{where}: 'tags' must be an object of name -> str|int, got {type(tags).__name__}")
-    for name, value in tags.items():
-        if not isinstance(value, str | int) or isinstance(value, bool):
-            raise DataError(
-                f"{where}: tag {name!r} must be a string or an integer (scores are grouped by its value), "
-                f"got {type(value).__name__}"
-            )
+        items.append((f"{source}: {task} record {i}" + (f" (id {record['id']!r})" if named else ""), record))
+    fmt.check_records(items, task=task, source=source)
 
 
 # -- FreebaseQA -------------------------------------------------------------------------------------------
@@ -744,17 +675,11 @@ def read_slimkit_dir(
 def read_jsonl(path: str | Path, *, task: str, limit: int | None = None) -> TaskData:
     """One slimkit task file -> ``{task: records}``, each line validated against the task's format."""
     path = Path(path)
-    if task not in TASK_RECORD_KINDS:
+    if task not in RECORD_FORMATS:
         raise DataError(f"{path}: unknown task {task!r}; slimkit tasks are {sorted(TASK_RECORD_KINDS)}")
-    kind = TASK_RECORD_KINDS[task]
-    records = []
-    for lineno, row in _first(jsonl_rows(path), limit):
-        # checked here too, so that the message names the line rather than the record index
-        _check_record(kind, row, f"{path}:{lineno}")
-        records.append(row)
-    if not records:
-        raise DataError(f"no {task} questions in {path}; expected {RECORD_LAYOUTS[kind]} per line")
-    return {task: records}
+    # checked here, so that a message names the line rather than the record index
+    items = [(f"{path}:{lineno}", row) for lineno, row in _first(jsonl_rows(path), limit)]
+    return {task: RECORD_FORMATS[task].check_records(items, task=task, source=str(path))}
 
 
 @register_reader("jsonl")

@@ -73,8 +73,17 @@ def split_context(
         raise DataError(f"continuation {continuation!r} after {context[-40:]!r} has no tokens")
     if not ctx:
         # an empty context (no BOS either) still needs one position to predict the first token from
-        ctx = [pad_token_id(tokenizer)]
+        ctx = [prefix_token_id(tokenizer)]
     return list(ctx), list(cont)
+
+
+def prefix_token_id(tokenizer: Any) -> int:
+    """The token an empty context starts from: BOS, else EOS (lm-eval's choice), else the pad id."""
+    for name in ("bos_token_id", "eos_token_id"):
+        value = getattr(tokenizer, name, None)
+        if value is not None:
+            return int(value)
+    return pad_token_id(tokenizer)
 
 
 def score_continuations(

@@ -40,15 +40,46 @@ from slimkit.core.config import Config, check_range
 from slimkit.core.errors import ConfigError
 from slimkit.core.registry import Registry
 from slimkit.evaluate.perplexity import PerplexityTaskConfig, run_perplexity_task
-from slimkit.evaluate.tasks.base import TaskConfig, TaskOutput, TaskSkipped, aggregate
-from slimkit.evaluate.tasks.factoid import FactoidTaskConfig, TwoHopTaskConfig, evaluate_factoid
-from slimkit.evaluate.tasks.instruct import InstructTaskConfig, Judge, LocalJudge, evaluate_instruct
-from slimkit.evaluate.tasks.multiple_choice import MultipleChoiceTaskConfig, evaluate_multiple_choice
-from slimkit.evaluate.tasks.retrieval import RetrievalTaskConfig, evaluate_retrieval
-from slimkit.evaluate.tasks.summarization import SummarizationTaskConfig, evaluate_summarization
+from slimkit.evaluate.tasks.base import RecordFormat, TaskConfig, TaskOutput, TaskSkipped, aggregate
+from slimkit.evaluate.tasks.factoid import (
+    FACTOID_FORMAT,
+    FactoidTaskConfig,
+    TwoHopTaskConfig,
+    evaluate_factoid,
+)
+from slimkit.evaluate.tasks.instruct import (
+    INSTRUCT_FORMAT,
+    InstructTaskConfig,
+    Judge,
+    LocalJudge,
+    evaluate_instruct,
+)
+from slimkit.evaluate.tasks.multiple_choice import (
+    MC_FORMAT,
+    MultipleChoiceTaskConfig,
+    evaluate_multiple_choice,
+)
+from slimkit.evaluate.tasks.retrieval import RETRIEVAL_FORMAT, RetrievalTaskConfig, evaluate_retrieval
+from slimkit.evaluate.tasks.summarization import (
+    SUMMARIZATION_FORMAT,
+    SummarizationTaskConfig,
+    evaluate_summarization,
+)
+
+RECORD_FORMATS: dict[str, RecordFormat] = {
+    "factoid": FACTOID_FORMAT,
+    "twohop": FACTOID_FORMAT,
+    "mc": MC_FORMAT,
+    "retrieval": RETRIEVAL_FORMAT,
+    "summarization": SUMMARIZATION_FORMAT,
+    "instruct": INSTRUCT_FORMAT,
+}
+"""The record format each task reads: tasks check their data with it, and so do the readers."""
 
 __all__ = [
+    "RECORD_FORMATS",
     "TASKS",
+    "RecordFormat",
     "EvalContext",
     "FactoidTaskConfig",
     "InstructTaskConfig",

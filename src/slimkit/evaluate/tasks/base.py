@@ -89,62 +89,101 @@ def check_template(template: str, fields: Sequence[str], *, name: str = "prompt_
             raise ConfigError(f"{name}={template!r} must contain {{{f}}}")
 
 
-def load_records(
-    cfg: TaskConfig,
-    task: str,
-    check: Callable[[Record, str], None],
-    layout: str,
-    required: Sequence[str],
-) -> list[Record]:
-    """The records of ``cfg.data`` (a JSONL path or records), checked, cut to ``cfg.limit``.
+_TYPE_NAMES = {str: "a string", int: "int"}
 
-    Args:
-        cfg: the task config.
-        task: the task name, for messages.
-        check: validates one record (field types), raising DataError with the given location.
+
+@dataclass(frozen=True)
+class RecordFormat:
+    """The layout of one kind of task record, checked in one place for tasks and readers alike.
+
+    Attributes:
+        kind: the format's name (``twohop`` records use the ``factoid`` format).
+        required: field -> type every record must have. A ``list`` field must be a non-empty list
+            of strings.
+        optional: field -> type of fields that may be present (``None`` allowed).
         layout: the expected layout, quoted in every error.
-        required: fields every record must have.
+        check: value checks beyond types (e.g. ``answer_index`` in range), ``check(record, where)``.
+
+    Every record may also carry ``tags``: a flat mapping of name -> str | int (scores are grouped by
+    tag values).
+    """
+
+    kind: str
+    required: dict[str, type]
+    layout: str
+    optional: dict[str, type] = field(default_factory=dict)
+    check: Callable[[Record, str], None] | None = None
+
+    def check_record(self, record: Any, where: str) -> None:
+        """DataError naming ``where``, the field and the layout unless ``record`` fits the format."""
+        expected = f"expected layout: {self.layout}"
+        if not isinstance(record, dict):
+            raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}; {expected}")
+        missing = [name for name in self.required if name not in record]
+        if missing:
+            raise DataError(f"{where}: missing field(s) {missing} (has {sorted(record)}); {expected}")
+        present = {k: t for k, t in self.optional.items() if record.get(k) is not None}
+        for name, kind in (self.required | present).items():
+            value = record[name]
+            if kind is list:
+                if not (isinstance(value, list | tuple) and value and all(isinstance(v, str) for v in value)):
+                    raise DataError(
+                        f"{where}: field {name!r} must be a non-empty list of strings, got {value!r:.60}; {expected}"
+                    )
+            # bool is an int subclass, but True is no answer index
+            elif not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise DataError(
+                    f"{where}: field {name!r} must be {_TYPE_NAMES.get(kind, kind.__name__)}, "
+                    f"got {type(value).__name__}; {expected}"
+                )
+        tags = record.get("tags", {})
+        if not isinstance(tags, dict):
+            raise DataError(
+                f"{where}: 'tags' must be an object of name -> str|int, got {type(tags).__name__}"
+            )
+        for name, value in tags.items():
+            if not isinstance(value, str | int) or isinstance(value, bool):
+                raise DataError(
+                    f"{where}: tag {name!r} must be a string or an integer (scores are grouped by its "
+                    f"value), got {type(value).__name__}"
+                )
+        if self.check is not None:
+            self.check(record, where)
+
+    def check_records(self, items: Sequence[tuple[str, Any]], *, task: str, source: str) -> list[Record]:
+        """The records of ``(where, record)`` pairs, each checked; ids must be unique.
+
+        Raises:
+            DataError: no records, a record that does not fit, or a repeated id.
+        """
+        if not items:
+            raise DataError(f"no {task} questions in {source}: the task is empty; expected {self.layout}")
+        seen: set[str] = set()
+        for where, record in items:
+            self.check_record(record, where)
+            if record["id"] in seen:
+                raise DataError(f"{where}: id {record['id']!r} repeats; every record needs a unique id")
+            seen.add(record["id"])
+        return [record for _, record in items]
+
+
+def load_records(cfg: TaskConfig, task: str, fmt: RecordFormat) -> list[Record]:
+    """The records of ``cfg.data`` (a JSONL path or records), checked against ``fmt``, cut to ``cfg.limit``.
 
     Raises:
-        DataError: no data, an empty task, or a record with missing or mistyped fields (the message
-            names the record, the fields and the expected layout).
+        DataError: no data, an empty task, or a record that does not fit the format (the message
+            names the line or record, the field and the expected layout).
     """
     if cfg.data is None:
-        raise DataError(f"the {task} task needs data: a JSONL path or a list of records ({layout})")
+        raise DataError(f"the {task} task needs data: a JSONL path or a list of records ({fmt.layout})")
     if isinstance(cfg.data, str):
-        where = cfg.data
-        items = [(f"{where}:{lineno}", row) for lineno, row in jsonl_rows(cfg.data)]
+        source = cfg.data
+        items = [(f"{source}:{lineno}", row) for lineno, row in jsonl_rows(cfg.data)]
     else:
-        where = f"{task} records"
-        items = [(f"{where}[{i}]", row) for i, row in enumerate(cfg.data)]
-    if not items:
-        raise DataError(f"{where}: the {task} task is empty; expected {layout}")
-    records = []
-    for loc, row in items:
-        if not isinstance(row, dict):
-            raise DataError(f"{loc}: expected a mapping, got {type(row).__name__}; layout: {layout}")
-        missing = [f for f in required if f not in row]
-        if missing:
-            raise DataError(f"{loc}: missing field(s) {missing} (has {sorted(row)}); layout: {layout}")
-        if not isinstance(row.get("tags", {}), dict):
-            raise DataError(f"{loc}: 'tags' must be a mapping; layout: {layout}")
-        check(row, loc)
-        records.append(row)
+        source = f"{task} records"
+        items = [(f"{source}[{i}]", row) for i, row in enumerate(cfg.data)]
+    records = fmt.check_records(items, task=task, source=source)
     return records[: cfg.limit] if cfg.limit is not None else records
-
-
-def check_answers(record: Record, where: str, field_name: str = "answers") -> None:
-    """DataError unless ``record[field_name]`` is a non-empty list of strings."""
-    answers = record[field_name]
-    if not (isinstance(answers, list | tuple) and answers and all(isinstance(a, str) for a in answers)):
-        raise DataError(f"{where}: {field_name!r} must be a non-empty list of strings, got {answers!r:.60}")
-
-
-def check_strings(record: Record, where: str, *names: str) -> None:
-    """DataError unless every named field of ``record`` is a string."""
-    for name in names:
-        if not isinstance(record[name], str):
-            raise DataError(f"{where}: {name!r} must be a string, got {type(record[name]).__name__}")
 
 
 def aggregate(

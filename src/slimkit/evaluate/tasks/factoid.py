@@ -31,17 +31,19 @@ from slimkit.evaluate.generation import greedy_generate
 from slimkit.evaluate.metrics import after_marker, contains_match, exact_match
 from slimkit.evaluate.tasks.base import (
     Record,
+    RecordFormat,
     TaskConfig,
     TaskOutput,
     aggregate,
-    check_answers,
-    check_strings,
     check_template,
     load_records,
 )
 
-FACTOID_FIELDS = ("id", "question", "answers")
-FACTOID_LAYOUT = '{"id": str, "question": str, "answers": [str, ...], "tags": {name: value}} per line'
+FACTOID_FORMAT = RecordFormat(
+    "factoid",
+    {"id": str, "question": str, "answers": list},
+    '{"id": str, "question": str, "answers": [str, ...], "tags": {name: str|int}} per line',
+)
 
 
 @dataclass(frozen=True)
@@ -86,15 +88,9 @@ class TwoHopTaskConfig(FactoidTaskConfig):
     group_by_tags: tuple[str, ...] = ("composition", "popularity_half")
 
 
-def check_factoid_record(record: Record, where: str) -> None:
-    """DataError unless ``question`` is a string and ``answers`` a non-empty list of strings."""
-    check_strings(record, where, "question")
-    check_answers(record, where)
-
-
 def read_factoid(cfg: FactoidTaskConfig, task: str = "factoid") -> list[Record]:
     """The checked records of ``cfg.data`` (cut to ``cfg.limit``)."""
-    return load_records(cfg, task, check_factoid_record, FACTOID_LAYOUT, FACTOID_FIELDS)
+    return load_records(cfg, task, FACTOID_FORMAT)
 
 
 def evaluate_factoid(

@@ -32,20 +32,21 @@ from slimkit.core.config import check_range
 from slimkit.core.errors import ConfigError
 from slimkit.evaluate.generation import greedy_generate
 from slimkit.evaluate.tasks.base import (
-    Record,
+    RecordFormat,
     TaskConfig,
     TaskOutput,
     TaskSkipped,
     aggregate,
-    check_strings,
     check_template,
     load_records,
 )
 
 Judge = Callable[[str, str, "str | None"], "float | None"]
-INSTRUCT_FIELDS = ("id", "instruction")
-INSTRUCT_LAYOUT = (
-    '{"id": str, "instruction": str, "reference": str (optional), "tags": {name: value}} per line'
+INSTRUCT_FORMAT = RecordFormat(
+    "instruct",
+    {"id": str, "instruction": str},
+    '{"id": str, "instruction": str, "reference": str (optional), "tags": {"category": str, ...}} per line',
+    optional={"reference": str},
 )
 JUDGE_TEMPLATE = (
     "Rate the response to the instruction on a scale of {low} to {high} for helpfulness, relevance, "
@@ -136,13 +137,6 @@ class LocalJudge:
         return self.rate_all([(instruction, response, reference)])[0]
 
 
-def check_instruct_record(record: Record, where: str) -> None:
-    """DataError unless ``instruction`` (and ``reference`` when present) are strings."""
-    check_strings(record, where, "instruction")
-    if "reference" in record and record["reference"] is not None:
-        check_strings(record, where, "reference")
-
-
 def evaluate_instruct(
     model: nn.Module, tokenizer: Any, cfg: InstructTaskConfig, judge: Judge | None = None
 ) -> TaskOutput:
@@ -156,7 +150,7 @@ def evaluate_instruct(
             "instruct needs a judge (a callable judge=..., or a local judge model: --judge MODEL_DIR); "
             "skipped rather than scored without one"
         )
-    records = load_records(cfg, "instruct", check_instruct_record, INSTRUCT_LAYOUT, INSTRUCT_FIELDS)
+    records = load_records(cfg, "instruct", INSTRUCT_FORMAT)
     prompts = [cfg.prompt_template.format(instruction=r["instruction"]) for r in records]
     responses = greedy_generate(
         model,

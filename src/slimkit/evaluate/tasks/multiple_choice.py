@@ -31,18 +31,12 @@ from slimkit.core.errors import DataError
 from slimkit.evaluate.scoring import score_continuations
 from slimkit.evaluate.tasks.base import (
     Record,
+    RecordFormat,
     TaskConfig,
     TaskOutput,
     aggregate,
-    check_strings,
     check_template,
     load_records,
-)
-
-MC_FIELDS = ("id", "question", "options", "answer_index")
-MC_LAYOUT = (
-    '{"id": str, "question": str, "options": [str, ...], "answer_index": int, "prompt": str (optional), '
-    '"tags": {name: value}} per line'
 )
 
 
@@ -67,19 +61,30 @@ class MultipleChoiceTaskConfig(TaskConfig):
         check_template(self.prompt_template, ("question",))
 
 
-def check_mc_record(record: Record, where: str) -> None:
-    """DataError unless options are >= 2 strings and ``answer_index`` points at one of them."""
-    check_strings(record, where, "question")
-    options = record["options"]
-    if not (
-        isinstance(options, list | tuple) and len(options) >= 2 and all(isinstance(o, str) for o in options)
-    ):
-        raise DataError(f"{where}: 'options' must be a list of at least 2 strings, got {options!r:.80}")
-    index = record["answer_index"]
-    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(options):
-        raise DataError(f"{where}: 'answer_index' must be an int in [0, {len(options) - 1}], got {index!r}")
-    if "prompt" in record:
-        check_strings(record, where, "prompt")
+def _check_mc_values(record: Record, where: str) -> None:
+    """At least 2 options, ``answer_index`` pointing at one, and a prompt the option can follow."""
+    n = len(record["options"])
+    if n < 2:
+        raise DataError(
+            f"{where}: 'options' must be a non-empty list of strings (at least 2 options), got {n}"
+        )
+    if not 0 <= record["answer_index"] < n:
+        raise DataError(
+            f"{where}: answer_index {record['answer_index']} is out of range for {n} options "
+            f"(must be in [0, {n - 1}])"
+        )
+    if record.get("prompt", "").endswith(" "):
+        raise DataError(f"{where}: 'prompt' must not end with a space (the option follows after one)")
+
+
+MC_FORMAT = RecordFormat(
+    "mc",
+    {"id": str, "question": str, "options": list, "answer_index": int},
+    '{"id": str, "question": str, "options": [str, ...], "answer_index": int, "prompt": str (optional), '
+    '"tags": {name: str|int}} per line',
+    optional={"prompt": str},
+    check=_check_mc_values,
+)
 
 
 def evaluate_multiple_choice(model: nn.Module, tokenizer: Any, cfg: MultipleChoiceTaskConfig) -> TaskOutput:
@@ -89,7 +94,7 @@ def evaluate_multiple_choice(model: nn.Module, tokenizer: Any, cfg: MultipleChoi
         :class:`TaskOutput` with ``{"accuracy", "accuracy_norm", "chance", "n"}`` plus per-tag values,
         and one example per record (id, prediction index, gold index, option log-likelihoods).
     """
-    records = load_records(cfg, "mc", check_mc_record, MC_LAYOUT, MC_FIELDS)
+    records = load_records(cfg, "mc", MC_FORMAT)
     requests = [
         (
             r.get("prompt") or cfg.prompt_template.format(question=r["question"]),

@@ -31,19 +31,18 @@ from slimkit.core.config import check_range
 from slimkit.evaluate.generation import greedy_generate
 from slimkit.evaluate.metrics import after_marker, exact_match, lenient_match, token_f1
 from slimkit.evaluate.tasks.base import (
-    Record,
+    RecordFormat,
     TaskConfig,
     TaskOutput,
     aggregate,
-    check_answers,
-    check_strings,
     check_template,
     load_records,
 )
 
-RETRIEVAL_FIELDS = ("id", "context", "question", "answers")
-RETRIEVAL_LAYOUT = (
-    '{"id": str, "context": str, "question": str, "answers": [str, ...], "tags": {name: value}} per line'
+RETRIEVAL_FORMAT = RecordFormat(
+    "retrieval",
+    {"id": str, "context": str, "question": str, "answers": list},
+    '{"id": str, "context": str, "question": str, "answers": [str, ...], "tags": {name: str|int}} per line',
 )
 KICK_RETRIEVAL_TEMPLATE = "{context}\n\nBased on these texts, answer these questions:\n\nQ: {question}\nA:"
 
@@ -80,12 +79,6 @@ class RetrievalTaskConfig(TaskConfig):
         check_template(self.prompt_template, ("context", "question"))
 
 
-def check_retrieval_record(record: Record, where: str) -> None:
-    """DataError unless ``context`` and ``question`` are strings and ``answers`` a list of strings."""
-    check_strings(record, where, "context", "question")
-    check_answers(record, where)
-
-
 def evaluate_retrieval(model: nn.Module, tokenizer: Any, cfg: RetrievalTaskConfig) -> TaskOutput:
     """Score ``model`` on open-book QA (see the module docstring).
 
@@ -93,7 +86,7 @@ def evaluate_retrieval(model: nn.Module, tokenizer: Any, cfg: RetrievalTaskConfi
         :class:`TaskOutput` with ``{"exact_match", "lenient", "f1", "n"}`` plus per-tag values, and one
         example per record.
     """
-    records = load_records(cfg, "retrieval", check_retrieval_record, RETRIEVAL_LAYOUT, RETRIEVAL_FIELDS)
+    records = load_records(cfg, "retrieval", RETRIEVAL_FORMAT)
     prompts = [
         cfg.prompt_template.format(context=r["context"][: cfg.max_context_chars], question=r["question"])
         for r in records

@@ -25,17 +25,19 @@ from slimkit.core.config import check_range
 from slimkit.evaluate.generation import greedy_generate
 from slimkit.evaluate.metrics import ROUGE_TYPES, rouge_scores
 from slimkit.evaluate.tasks.base import (
-    Record,
+    RecordFormat,
     TaskConfig,
     TaskOutput,
     aggregate,
-    check_strings,
     check_template,
     load_records,
 )
 
-SUMMARIZATION_FIELDS = ("id", "document", "summary")
-SUMMARIZATION_LAYOUT = '{"id": str, "document": str, "summary": str, "tags": {name: value}} per line'
+SUMMARIZATION_FORMAT = RecordFormat(
+    "summarization",
+    {"id": str, "document": str, "summary": str},
+    '{"id": str, "document": str, "summary": str, "tags": {name: str|int}} per line',
+)
 KICK_SUMMARY_TEMPLATE = (
     "Summarize the given story in less than 150 words while preserving high coherence, consistency, "
     "fluency, and relevance.\n\n{document}\n\nSummary:"
@@ -69,20 +71,13 @@ class SummarizationTaskConfig(TaskConfig):
         check_template(self.prompt_template, ("document",))
 
 
-def check_summarization_record(record: Record, where: str) -> None:
-    """DataError unless ``document`` and ``summary`` are strings."""
-    check_strings(record, where, "document", "summary")
-
-
 def evaluate_summarization(model: nn.Module, tokenizer: Any, cfg: SummarizationTaskConfig) -> TaskOutput:
     """Generate a summary of every document and score it with ROUGE-1/2/L F-measures.
 
     Returns:
         :class:`TaskOutput` with ``{"rouge1", "rouge2", "rougeL", "n"}`` plus per-tag values.
     """
-    records = load_records(
-        cfg, "summarization", check_summarization_record, SUMMARIZATION_LAYOUT, SUMMARIZATION_FIELDS
-    )
+    records = load_records(cfg, "summarization", SUMMARIZATION_FORMAT)
     prompts = [cfg.prompt_template.format(document=r["document"][: cfg.max_document_chars]) for r in records]
     summaries = greedy_generate(
         model,
