@@ -23,6 +23,7 @@ from slimkit.core import (
     atomic_dir,
     atomic_write,
     check_choice,
+    check_output_file,
     check_positive,
     check_range,
     load_tensors,
@@ -35,6 +36,7 @@ from slimkit.core import (
     track,
     write_json,
 )
+from slimkit.core.io import OUTPUT_MARKER
 
 
 # Config subclasses register by class name process-wide, hence the distinctive names.
@@ -317,24 +319,76 @@ def test_atomic_dir_replaces_on_success_only(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / "old.txt").write_text("old")
-    with pytest.raises(RuntimeError), atomic_dir(out) as tmp:
+    with pytest.raises(RuntimeError), atomic_dir(out, overwrite=True) as tmp:
         (tmp / "new.txt").write_text("new")
         raise RuntimeError("boom")
     assert [p.name for p in out.iterdir()] == ["old.txt"]
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, overwrite=True) as tmp:
         assert tmp != out
         (tmp / "new.txt").write_text("new")
-    assert [p.name for p in out.iterdir()] == ["new.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [OUTPUT_MARKER, "new.txt"]
+    with atomic_dir(out) as tmp:  # slimkit wrote it: replaced without --overwrite
+        (tmp / "newer.txt").write_text("newer")
+    assert sorted(p.name for p in out.iterdir()) == [OUTPUT_MARKER, "newer.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
 
 
-def test_atomic_dir_refusals(tmp_path):
+def test_atomic_dir_refusals(tmp_path, monkeypatch):
     (tmp_path / "file").write_text("x")
     with pytest.raises(SlimkitError, match="not a directory"), atomic_dir(tmp_path / "file"):
         pass
-    (tmp_path / "kept").mkdir()
-    with pytest.raises(SlimkitError, match="already exists"), atomic_dir(tmp_path / "kept", overwrite=False):
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    with pytest.raises(SlimkitError, match="did not write"), atomic_dir(kept):
         pass
+    model = kept / "model"
+    model.mkdir()
+    for out, protect in ((model, (model,)), (kept, (model,))):
+        with pytest.raises(SlimkitError, match="input"), atomic_dir(out, overwrite=True, protect=protect):
+            pass
+    monkeypatch.chdir(kept)
+    for out in ("", ".", tmp_path):
+        with pytest.raises(SlimkitError, match="empty|current directory"), atomic_dir(out, overwrite=True):
+            pass
+    with pytest.raises(SlimkitError, match="is a file"), atomic_dir(tmp_path / "file" / "sub"):
+        pass
+    assert (kept / "notes.txt").read_text() == "mine" and sorted(p.name for p in kept.iterdir()) == [
+        "model",
+        "notes.txt",
+    ]
+
+
+def test_atomic_dir_follows_a_symlinked_output(tmp_path):
+    real = tmp_path / "real"
+    link = tmp_path / "link"
+    with atomic_dir(real) as tmp:
+        (tmp / "a.txt").write_text("1")
+    link.symlink_to(real, target_is_directory=True)
+    with atomic_dir(link) as tmp:
+        (tmp / "b.txt").write_text("2")
+    assert link.is_symlink() and link.resolve() == real.resolve()
+    assert sorted(p.name for p in real.iterdir()) == [OUTPUT_MARKER, "b.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]  # nothing stray
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(SlimkitError, match="does not exist"), atomic_dir(tmp_path / "dangling"):
+        pass
+
+
+def test_check_output_file(tmp_path):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "model").mkdir()
+    assert check_output_file(tmp_path / "new" / "r.json") == tmp_path / "new" / "r.json"
+    assert not (tmp_path / "new").exists()  # checking creates nothing
+    for bad, needle in (
+        ("", "empty"),
+        (tmp_path, "directory"),
+        (tmp_path / "file" / "r.json", "is a file"),
+    ):
+        with pytest.raises(SlimkitError, match=needle):
+            check_output_file(bad)
+    with pytest.raises(SlimkitError, match="input"):
+        check_output_file(tmp_path / "model" / "config.json", protect=(tmp_path / "model",))
 
 
 def test_json_round_trip_and_errors(tmp_path):

@@ -65,7 +65,11 @@ def task_dir(tmp_path_factory):
 def test_local_task_yaml_gives_slimkits_accuracy_and_lm_evals_hf_number(model_and_tok, task_dir):
     model, tok = model_and_tok
     ours = run_lm_eval(
-        SlimkitLM(model, tok), ["slimkit_toy_mc"], include_path=str(task_dir), include_defaults=False
+        SlimkitLM(model, tok),
+        ["slimkit_toy_mc"],
+        include_path=str(task_dir),
+        allow_code=True,
+        include_defaults=False,
     )
     acc = ours["results"]["slimkit_toy_mc"]["acc,none"]
     native = evaluate(model, tok, MultipleChoiceTaskConfig(data=RECORDS))["mc"]["accuracy"]
@@ -78,6 +82,7 @@ def test_local_task_yaml_gives_slimkits_accuracy_and_lm_evals_hf_number(model_an
         HFLM(pretrained=model, tokenizer=tok, batch_size=4),
         ["slimkit_toy_mc"],
         include_path=str(task_dir),
+        allow_code=True,
         include_defaults=False,
     )
     assert theirs["results"]["slimkit_toy_mc"]["acc,none"] == pytest.approx(acc)
@@ -147,6 +152,7 @@ def test_lm_eval_suite_gives_results_in_slimkits_schema(model_and_tok, task_dir)
         suite="lm-eval",
         tasks="slimkit_toy_mc",
         include_path=str(task_dir),
+        allow_code=True,
         include_defaults=False,
     )
     native = evaluate(model, tok, MultipleChoiceTaskConfig(data=RECORDS))["mc"]

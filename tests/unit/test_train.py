@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from slimkit.core.errors import CheckpointError, ConfigError, DataError
+from slimkit.core.io import OUTPUT_MARKER
 from slimkit.train import (
     AdamWConfig,
     PackedSampler,
@@ -305,7 +306,7 @@ def test_checkpoints_are_safetensors_and_json_only(tmp_path):
     train(tiny_llama(), corpus(), small_cfg(steps=4, checkpoint_every=1), tmp_path)
     ckpts = list_checkpoints(tmp_path / "checkpoints")
     assert [p.name for p in ckpts] == ["step-00000003", "step-00000004"]  # the newest two are kept
-    names = sorted(p.name for p in ckpts[-1].iterdir())
+    names = sorted(p.name for p in ckpts[-1].iterdir() if p.name != OUTPUT_MARKER)  # the empty marker file
     assert names == ["model.safetensors", "optimizer.safetensors", "rng.safetensors", "state.json"]
     for name in names:  # each file parses as what it claims to be: nothing is pickle / torch.save
         if name.endswith(".safetensors"):

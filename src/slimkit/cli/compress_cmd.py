@@ -71,9 +71,18 @@ def compress(
         None, "--dtype", help="float32 | bfloat16 | float16 (default: as saved)."
     ),
     storage: str = typer.Option("dense", "--storage", help="dense (plain HF, zeros) | bitmask (compact)."),
-    out: Path = typer.Option(..., "--out", help="Output model directory (written atomically)."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        help="Output model directory (written atomically). An existing directory is replaced only when "
+        "slimkit wrote it; never when it is or contains the input model.",
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an existing --out directory even if slimkit did not write it."
+    ),
 ) -> None:
     from slimkit.compress import build_config, calibration_for, compress_, save_compressed
+    from slimkit.core.io import check_output_dir
 
     cfg = build_config(
         method,
@@ -89,14 +98,22 @@ def compress(
         ignore=tuple(ignore) or None,
         true_sequential=true_sequential,
     )
+    from slimkit.compress.export import STORAGES
+    from slimkit.core.config import check_choice
+    from slimkit.core.devices import resolve_device
+
+    check_choice("storage", storage, STORAGES)
+    resolve_device(device)
+    # every check that can fail runs before the model is loaded and compressed
+    check_output_dir(out, protect=() if model == "default" else (model,), overwrite=overwrite)
     m, tok, name = resolve_model(model, device="cpu", dtype=dtype)
-    calib_ids = calibration_for(cfg, tok, calib, nsamples=nsamples, seqlen=seqlen, seed=seed)
+    calib_ids = calibration_for(cfg, tok, calib, nsamples=nsamples, seqlen=seqlen, seed=seed, model=m)
     report = compress_(m, cfg, calib=calib_ids, device=device)
     parent = None if model == "default" else model
     if parent is None:
         from slimkit.models.default import default_model_dir
 
         parent = default_model_dir()
-    save_compressed(m, tok, out, report, storage=storage, parent=parent)
+    save_compressed(m, tok, out, report, storage=storage, parent=parent, overwrite=overwrite)
     stdout.print(report.summary_table())
     stdout.print(f"saved to {out}")

@@ -22,7 +22,7 @@ HELP = (
     "    slimkit eval ./pruned --suite kick --tasks factoid,mc --limit 100 --save-examples ex.json --out r.json\n\n"
     "    slimkit eval ./pruned --suite kick --data mmlu:data/mmlu --data triviaqa:data/triviaqa --out r.json\n\n"
     "    slimkit eval ./my-model --suite ppl --data wiki.test.txt --seqlen 2048 --out ppl.json\n\n"
-    "    slimkit eval ./pruned --suite lm-eval --tasks my_task --include-path my_tasks/ --out r.json  (extra `eval`)"
+    "    slimkit eval ./pruned --suite lm-eval --tasks my_task --include-path my_tasks/ --allow-task-code --out r.json  (extra `eval`)"
 )
 
 GENERATE_HELP = (
@@ -42,7 +42,14 @@ def eval_model(
         None, "--tasks", help="kick: KICK tasks to run; lm-eval: lm-eval task names (comma-separated)."
     ),
     include_path: str | None = typer.Option(
-        None, "--include-path", help="lm-eval: a directory of local lm-eval task YAMLs."
+        None,
+        "--include-path",
+        help="lm-eval: a directory of local lm-eval task YAMLs (they can run Python: needs --allow-task-code).",
+    ),
+    allow_task_code: bool = typer.Option(
+        False,
+        "--allow-task-code",
+        help="lm-eval: run the Python that --include-path's task files name (`!function`). Read them first.",
     ),
     seqlen: int | None = typer.Option(None, "--seqlen", help="Perplexity window length."),
     limit: int | None = typer.Option(
@@ -62,9 +69,16 @@ def eval_model(
     ),
     out: Path | None = typer.Option(None, "--out", help="Results JSON to write."),
 ) -> None:
+    from slimkit.core.devices import resolve_device
     from slimkit.core.errors import ConfigError
-    from slimkit.core.io import write_json
+    from slimkit.core.io import check_output_file, write_json
     from slimkit.evaluate import make_results, run_suite, validate_results
+
+    resolve_device(device)
+    inputs = () if model == "default" else (model,)
+    for path in (out, save_examples):
+        if path is not None:
+            check_output_file(path, protect=inputs)
 
     options: dict = {"limit": limit}
     if batch_size is not None:
@@ -83,6 +97,9 @@ def eval_model(
         if suite != "lm-eval":
             raise ConfigError("--include-path is for --suite lm-eval")
         options["include_path"] = include_path
+        options["allow_code"] = allow_task_code
+    elif allow_task_code:
+        raise ConfigError("--allow-task-code goes with --include-path")
     if data:
         if suite != "kick" and len(data) > 1:
             raise ConfigError(f"--suite {suite} reads one --data source, got {len(data)}")

@@ -53,7 +53,10 @@ def junkdna(
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N."),
     seed: int = typer.Option(0, "--seed", help="Calibration and fine-tuning seed."),
     out: Path = typer.Option(
-        Path("slimkit-junkdna"), "--out", help="Output directory (replaced atomically)."
+        Path("slimkit-junkdna"), "--out", help="Output directory (replaced atomically when slimkit wrote it)."
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an existing --out directory even if slimkit did not write it."
     ),
 ) -> None:
     from slimkit.pipelines.junkdna import JunkDNAConfig, run_junkdna
@@ -76,7 +79,7 @@ def junkdna(
         device=device,
         seed=seed,
     )
-    results = run_junkdna(cfg, out)
+    results = run_junkdna(cfg, out, overwrite=overwrite)
     from slimkit.evaluate.report import junkdna_threshold_table
 
     stdout.print("\n".join(junkdna_threshold_table(results)))

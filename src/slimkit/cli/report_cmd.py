@@ -20,13 +20,22 @@ HELP = (
 
 def report(
     results: list[Path] = typer.Argument(..., help="Results JSON files."),
-    out: Path = typer.Option(Path("slimkit-report"), "--out", help="Output directory (replaced atomically)."),
+    out: Path = typer.Option(
+        Path("slimkit-report"),
+        "--out",
+        help="Output directory (replaced atomically when slimkit wrote it; never one holding the inputs).",
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an existing --out directory even if slimkit did not write it."
+    ),
 ) -> None:
-    from slimkit.core.io import atomic_dir, write_text
+    from slimkit.core.io import atomic_dir, check_output_dir, write_text
     from slimkit.evaluate.report import combine_results, write_junkdna_report, write_report
 
+    inputs = tuple(results)
+    check_output_dir(out, protect=inputs, overwrite=overwrite)
     combined = combine_results(results)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, protect=inputs, overwrite=overwrite) as tmp:
         text = write_junkdna_report(combined, tmp) if "junkdna" in combined else write_report(combined, tmp)
         write_text(tmp / "report.md", text)
     stdout.print(f"wrote {out / 'report.md'}")

@@ -70,7 +70,12 @@ def study(
     batch_size: int = typer.Option(64, "--batch-size", help="Evaluation batch size."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N."),
     seed: int = typer.Option(0, "--seed", help="Calibration seed."),
-    out: Path = typer.Option(Path("slimkit-study"), "--out", help="Output directory (replaced atomically)."),
+    out: Path = typer.Option(
+        Path("slimkit-study"), "--out", help="Output directory (replaced atomically when slimkit wrote it)."
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an existing --out directory even if slimkit did not write it."
+    ),
 ) -> None:
     from slimkit.pipelines.study import StudyConfig, print_summary, run_study
 
@@ -94,6 +99,6 @@ def study(
         device=device,
         seed=seed,
     )
-    results = run_study(cfg, out)
+    results = run_study(cfg, out, overwrite=overwrite)
     print_summary(results)
     stdout.print(f"wrote {out / 'results.json'}, {out / 'report.md'} and plots")

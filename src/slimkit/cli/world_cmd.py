@@ -23,22 +23,29 @@ app = typer.Typer(
     ),
 )
 def build(
-    out: Path = typer.Option(..., "--out", help="Directory to write (replaced atomically)."),
+    out: Path = typer.Option(
+        ..., "--out", help="Directory to write (replaced atomically when slimkit wrote it)."
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an existing --out directory even if slimkit did not write it."
+    ),
     seed: int = typer.Option(0, "--seed", help="World seed: same seed, byte-identical files."),
     people: int | None = typer.Option(
         None, "--people", help="Number of people (default: the default world's)."
     ),
 ) -> None:
+    from slimkit.core.io import check_output_dir
     from slimkit.data.factworld import WorldConfig, build_world
 
     changes = {"seed": seed}
     if people is not None:
         changes["n_people"] = people
     cfg = WorldConfig(**changes)
-    path = build_world(out, cfg)
+    check_output_dir(out, overwrite=overwrite)
+    path = build_world(out, cfg, overwrite=overwrite)
     stdout.print(f"wrote world (seed {seed}) to {path}")
     for f in sorted(path.rglob("*")):
-        if f.is_file():
+        if f.is_file() and not f.name.startswith("."):
             stdout.print(f"  {f.relative_to(path)}  ({f.stat().st_size:,} bytes)")
 
 

@@ -23,8 +23,10 @@ from torch import Tensor, nn
 from slimkit.compress.report import CompressionReport, measure
 from slimkit.core.config import Config
 from slimkit.core.devices import model_device, resolve_device
-from slimkit.core.errors import ConfigError
+from slimkit.core.errors import ConfigError, DataError
+from slimkit.core.limits import check_fits_in_memory
 from slimkit.core.registry import Registry
+from slimkit.models.limits import hidden_width, max_positions, vocab_size
 
 
 class Compressor(Protocol):
@@ -92,12 +94,59 @@ def compress_(
         raise ConfigError(f"chunk_size={chunk_size!r} must be a positive integer")
     handler = COMPRESSORS.lookup(config)
     compute = resolve_device(device) if device is not None else None
+    if calib is not None and needs_calibration(config):
+        check_calibration(model, calib)
     with measure(compute or model_device(model)) as stats:
         report = handler(model, config, calib, device=compute, progress=progress, chunk_size=chunk_size)
     report.total_time_s = stats["time_s"]
     report.peak_memory_bytes = stats["peak_bytes"]
     report.peak_memory_kind = stats["kind"]
     return report
+
+
+def check_calibration_size(model: nn.Module, nsamples: int, seqlen: int) -> None:
+    """Refuse a calibration set the model cannot take or the machine cannot hold, before sampling it.
+
+    The sequential runner keeps every sequence's hidden states at a block's input and output:
+    ``2 * nsamples * seqlen * hidden`` values.
+
+    Raises:
+        ConfigError: a non-positive count, ``seqlen`` beyond the model's positions, or too little memory.
+    """
+    for name, value in (("nsamples", nsamples), ("seqlen", seqlen)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name}={value!r} must be a positive integer")
+    limit = max_positions(model)
+    if limit is not None and seqlen > limit:
+        raise ConfigError(
+            f"seqlen={seqlen} is longer than the model's {limit} positions; use --seqlen {limit} or less"
+        )
+    width = hidden_width(model) or 1
+    itemsize = next((p.element_size() for p in model.parameters() if p.is_floating_point()), 4)
+    check_fits_in_memory(
+        2 * nsamples * seqlen * width * itemsize,
+        f"nsamples={nsamples} x seqlen={seqlen} calibration activations",
+    )
+
+
+def check_calibration(model: nn.Module, calib: Tensor) -> None:
+    """Check calibration ids before any block runs: ``LongTensor [nsamples, seqlen]``, ids inside the vocabulary.
+
+    Raises:
+        DataError: wrong type, shape or dtype, or an id the embedding cannot look up.
+        ConfigError: see :func:`check_calibration_size`.
+    """
+    if not isinstance(calib, Tensor) or calib.dim() != 2 or calib.dtype not in (torch.long, torch.int32):
+        shape = tuple(calib.shape) if isinstance(calib, Tensor) else type(calib).__name__
+        raise DataError(f"calib must be an integer tensor [nsamples, seqlen] of token ids, got {shape}")
+    check_calibration_size(model, int(calib.shape[0]), int(calib.shape[1]))
+    vocab = vocab_size(model)
+    if calib.numel() and (int(calib.min()) < 0 or (vocab is not None and int(calib.max()) >= vocab)):
+        bad = int(calib.min()) if int(calib.min()) < 0 else int(calib.max())
+        raise DataError(
+            f"calib holds token id {bad}, outside the model's vocabulary [0, {vocab}); "
+            "was it tokenized with another tokenizer?"
+        )
 
 
 def needs_calibration(config: Config) -> bool:
@@ -152,6 +201,7 @@ def calibration_for(
     nsamples: int = 128,
     seqlen: int = 2048,
     seed: int = 0,
+    model: nn.Module | None = None,
 ) -> Tensor | None:
     """Calibration token ids for ``config``, or ``None`` when the method is data-free.
 
@@ -161,9 +211,13 @@ def calibration_for(
         source: a text source spec for :func:`slimkit.data.sources.read_documents`; default: the
             built-in world's training corpus (``world:corpus``).
         nsamples / seqlen / seed: see :func:`slimkit.data.calibration.sample_calibration`.
+        model: when given, ``nsamples`` and ``seqlen`` are checked against it (positions, memory)
+            before any text is read (see :func:`check_calibration_size`).
     """
     if not needs_calibration(config):
         return None
+    if model is not None:
+        check_calibration_size(model, nsamples, seqlen)
     from slimkit.data.calibration import sample_calibration
     from slimkit.data.sources import read_documents
 

@@ -128,6 +128,7 @@ def save_compressed(
     *,
     storage: str = "dense",
     parent: str | Path | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write a compressed model directory (atomically) and return its path.
 
@@ -137,7 +138,9 @@ def save_compressed(
         out_dir: the directory to write.
         report: what ``compress_`` returned; stored in ``slimkit.json`` with the method and config.
         storage: ``"dense"`` (plain HF, zeros stored) or ``"bitmask"`` (non-zeros + packed mask).
-        parent: the directory (or model hash) the model was made from, recorded for provenance.
+        parent: the directory (or model hash) the model was made from, recorded for provenance;
+            ``out_dir`` may never be or contain it.
+        overwrite: replace an existing ``out_dir`` that slimkit did not write. Default: ``False``.
 
     Raises:
         ConfigError: unknown ``storage``.
@@ -156,7 +159,15 @@ def save_compressed(
     if storage == BITMASK:
         metadata["storage"] = BITMASK
         state_dict = compact_state_dict(model, [m.name for m in report.matrices])
-    return save_model(model, tokenizer, out_dir, metadata=metadata, parent=parent, state_dict=state_dict)
+    return save_model(
+        model,
+        tokenizer,
+        out_dir,
+        metadata=metadata,
+        parent=parent,
+        state_dict=state_dict,
+        overwrite=overwrite,
+    )
 
 
 @register_storage_reader(BITMASK)

@@ -14,6 +14,8 @@ from slimkit.core.errors import (
 from slimkit.core.io import (
     atomic_dir,
     atomic_write,
+    check_output_dir,
+    check_output_file,
     load_tensors,
     read_json,
     save_tensors,
@@ -37,6 +39,8 @@ __all__ = [
     "TargetError",
     "UnsupportedArchitectureError",
     "atomic_dir",
+    "check_output_dir",
+    "check_output_file",
     "atomic_write",
     "check_choice",
     "check_positive",

@@ -107,11 +107,9 @@ class Config:
 
     @classmethod
     def from_json(cls, text: str) -> Self:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"malformed JSON config: {e}") from None
-        return cls.from_dict(data)
+        from slimkit.core.io import parse_json
+
+        return cls.from_dict(parse_json(text, "malformed JSON config", error=ConfigError))
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -124,9 +122,11 @@ class Config:
     def load(cls, path: str | Path) -> Self:
         """Read a ``.yaml``/``.yml``/``.json`` file."""
         path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise ConfigError(f"config file not found: {path}")
-        text = path.read_text()
+        from slimkit.core.io import read_text_file
+
+        text = read_text_file(path, max_bytes=MAX_YAML_BYTES, error=ConfigError)
         if path.suffix == ".json":
             return cls.from_json(text)
         return cls.from_dict(load_yaml_text(text, source=str(path)))
@@ -134,6 +134,10 @@ class Config:
     def replace(self, **changes: Any) -> Self:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
+
+
+MAX_YAML_BYTES = 16 << 20
+MAX_YAML_NODES = 1_000_000
 
 
 class _Loader(yaml.SafeLoader):
@@ -160,12 +164,51 @@ def load_yaml_text(text: str, source: str = "<string>") -> Any:
     Scientific notation without a dot (``3e-4``) is read as a float.
     """
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+            if node is not None:
+                _check_expanded_size(node, source)
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except RecursionError:
+        raise ConfigError(f"YAML in {source} is nested too deeply to read") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"malformed YAML in {source}{where}: {getattr(e, 'problem', e)}") from None
     return data
+
+
+def _check_expanded_size(root: yaml.Node, source: str) -> None:
+    """Refuse YAML whose aliases expand past ``MAX_YAML_NODES`` nodes (the "billion laughs").
+
+    PyYAML builds an alias as a shared reference, so loading is cheap; the blow-up comes when the
+    value is walked (validated, copied, written to provenance). The expanded size is counted on the
+    node graph, each distinct node once (memoised), so the count itself stays linear.
+    """
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        sizes[id(node)] = MAX_YAML_NODES + 1  # a node inside itself (a recursive alias) is too large
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        total = min(total, MAX_YAML_NODES + 1)
+        sizes[id(node)] = total
+        return total
+
+    if size(root) > MAX_YAML_NODES:
+        raise ConfigError(
+            f"YAML in {source} expands to more than {MAX_YAML_NODES:,} values through its aliases (&/*); "
+            "write the values out"
+        )
 
 
 def config_types() -> dict[str, type[Config]]:

@@ -11,6 +11,8 @@ from torch import nn
 
 from slimkit.core.errors import ConfigError
 
+COMPUTE_DEVICES = ("cpu", "cuda", "mps")
+
 
 def resolve_device(device: str | torch.device) -> torch.device:
     """A ``torch.device`` that exists on this machine.
@@ -22,6 +24,11 @@ def resolve_device(device: str | torch.device) -> torch.device:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
         raise ConfigError(f"device={device!r} is not a torch device (e.g. 'cpu', 'cuda', 'cuda:1')") from None
+    if dev.type not in COMPUTE_DEVICES:
+        # "meta" holds no data and the rest have no kernels here: the work would fail half-way
+        raise ConfigError(
+            f"device={device!r} cannot run slimkit's work; use one of {', '.join(COMPUTE_DEVICES)}"
+        )
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={device!r} was asked for but CUDA is not available here; use --device cpu")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():

@@ -20,6 +20,9 @@ from torch import Tensor
 
 from slimkit.core.errors import ConfigError, DataError
 
+# 2^28 tokens (a 2 GiB id tensor) is 1000x the papers' 128 x 2048; more is a typo, not a calibration set
+MAX_CALIBRATION_TOKENS = 1 << 28
+
 
 def _token_ids(tokenizer: Any, documents: Sequence[str]) -> list[list[int]]:
     encoded = tokenizer(list(documents))
@@ -54,6 +57,11 @@ def sample_calibration(
     for name, value in (("nsamples", nsamples), ("seqlen", seqlen)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name}={value!r} must be a positive integer")
+    if nsamples * seqlen > MAX_CALIBRATION_TOKENS:
+        raise ConfigError(
+            f"nsamples={nsamples} x seqlen={seqlen} = {nsamples * seqlen:,} calibration tokens; "
+            f"at most {MAX_CALIBRATION_TOKENS:,} are sampled"
+        )
     texts = [d for d in documents if isinstance(d, str) and d.strip()]
     if not texts:
         raise DataError("the calibration source has no text (empty or whitespace-only documents)")

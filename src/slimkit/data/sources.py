@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import functools
 import importlib
-import json
 import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from slimkit.core.errors import DataError
+from slimkit.core.io import MAX_LINE_CHARS, parse_json, read_text_file
 
 SourceResolver = Callable[[str], Sequence[str]]
 """``resolver(rest) -> documents`` for a ``scheme:rest`` spec."""
@@ -208,22 +208,18 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     for lineno, line in enumerate(_read_text_file(path).splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
+        if len(line) > MAX_LINE_CHARS:
             raise DataError(
-                f"{path}:{lineno}: not valid JSON ({e.msg}); expected one object per line"
-            ) from None
+                f"{path}:{lineno}: a line of {len(line):,} characters; at most {MAX_LINE_CHARS:,} are read"
+            )
+        row = parse_json(line, f"{path}:{lineno}", error=DataError)
         if not isinstance(row, dict):
             raise DataError(f"{path}:{lineno}: expected a JSON object per line, got {type(row).__name__}")
         yield lineno, row
 
 
 def _read_text_file(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    return read_text_file(path, error=DataError)
 
 
 def _split_column_suffix(path: Path, column: str | None) -> tuple[Path, str | None]:

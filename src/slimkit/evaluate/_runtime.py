@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from slimkit.core.devices import model_device
+from slimkit.models.limits import max_positions
 
 __all__ = ["eval_mode", "max_positions", "model_device"]
 
@@ -27,13 +28,3 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
             yield
     finally:
         model.train(was_training)
-
-
-def max_positions(model: nn.Module) -> int | None:
-    """The longest sequence the model's config allows (``max_position_embeddings`` or ``n_positions``)."""
-    config = getattr(model, "config", None)
-    for name in ("max_position_embeddings", "n_positions"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None

@@ -146,16 +146,14 @@ def dataset_task_options(spec: str) -> dict[str, dict[str, Any]]:
     Raises:
         DataError: the file is not a JSON object of objects.
     """
-    import json
     from pathlib import Path
+
+    from slimkit.core.io import parse_json, read_text_file
 
     path = Path(spec) / TASK_OPTIONS_FILE
     if ":" in spec.split("/")[0] or not path.is_file():
         return {}
-    try:
-        options = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise DataError(f"{path}: not valid JSON ({e})") from None
+    options = parse_json(read_text_file(path, max_bytes=1 << 20, error=DataError), str(path), error=DataError)
     if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
         raise DataError(f"{path}: expected {{task: {{option: value}}}}, got {str(options)[:80]}")
     return options

@@ -167,6 +167,7 @@ def run_lm_eval(
     tasks: Sequence[str],
     *,
     include_path: str | None = None,
+    allow_code: bool = False,
     include_defaults: bool = True,
     limit: int | None = None,
     num_fewshot: int | None = None,
@@ -174,11 +175,20 @@ def run_lm_eval(
 ) -> dict[str, Any]:
     """Run lm-eval ``tasks`` on ``lm``; returns lm-eval's results dict.
 
-    ``include_path`` adds a directory of task YAMLs; ``include_defaults=False`` skips indexing
+    ``include_path`` adds a directory of task YAMLs; since their ``!function`` tags import Python from
+    that directory, it is refused unless ``allow_code=True``. ``include_defaults=False`` skips indexing
     lm-eval's few thousand built-in tasks (seconds saved when only local tasks run).
+
+    Raises:
+        ConfigError: ``include_path`` without ``allow_code``.
     """
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
+
+    from slimkit.evaluate.tasks import check_include_path
+
+    if include_path is not None:
+        check_include_path(include_path, allow_code)
 
     manager = TaskManager(include_path=include_path, include_defaults=include_defaults)
     return simple_evaluate(

@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from slimkit.core.errors import ConfigError, DataError
+from slimkit.core.io import parse_json, read_text_file
 from slimkit.data.sources import jsonl_rows
 from slimkit.evaluate.tasks import RECORD_FORMATS
 
@@ -695,20 +696,13 @@ def _read_jsonl_spec(rest: str, *, limit: int | None = None) -> TaskData:
 
 # -- helpers ----------------------------------------------------------------------------------------------
 def _read_text(path: Path, layout: str) -> str:
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"file not found: {path}; expected {layout}")
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    return read_text_file(path, error=DataError)
 
 
 def _load_json(path: Path, layout: str) -> Any:
-    text = _read_text(path, layout)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}); expected {layout}") from None
+    return parse_json(_read_text(path, layout), str(path), error=DataError, expected=layout)
 
 
 def _load_json_or_jsonl(path: Path, layout: str) -> Any:
@@ -722,6 +716,8 @@ def _load_json_or_jsonl(path: Path, layout: str) -> Any:
                 raise DataError(
                     f"{path}: not valid JSON ({e.msg} at line {e.lineno}); expected {layout}"
                 ) from None
+        except (RecursionError, ValueError):
+            parse_json(text, str(path), error=DataError, expected=layout)  # raises, with the reason
     return [row for _, row in jsonl_rows(path)]
 
 

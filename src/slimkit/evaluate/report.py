@@ -9,6 +9,7 @@ written next to it (one line per method over unstructured sparsity, N:M and OWL 
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,21 @@ def _variants(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _name(v: dict[str, Any]) -> str:
     return v.get("variant", {}).get("name", v["model"])
+
+
+# enough to keep a name literal inside a heading or a table cell: no link, image, HTML, emphasis or
+# code span can start, and no cell can be split ("_" inside words is literal in GFM and stays readable)
+_MD_SPECIAL = re.compile(r"([\\`*\[\]<>|])")
+
+
+def md_text(value: Any) -> str:
+    """``value`` as literal markdown text: one line, markup characters escaped.
+
+    Names in a results file (the model path, variant and task names) are data: a model directory named
+    ``x\n![t](http://...)`` must not inject an image, a link or a table row into ``report.md``.
+    """
+    text = " ".join(str(value).split())
+    return _MD_SPECIAL.sub(r"\\\1", text).replace("&", "&amp;")
 
 
 def metric_rows(metrics: dict[str, dict[str, Any]]) -> list[tuple[str, str, Any, Any]]:
@@ -197,14 +213,15 @@ def write_report(results: dict[str, Any], out_dir: str | Path) -> str:
     prov = results.get("provenance", {})
     versions = ", ".join(f"{k} {v}" for k, v in prov.get("versions", {}).items())
     lines = [
-        f"# slimkit study: {results['model']}",
+        f"# slimkit study: {md_text(results['model'])}",
         "",
-        f"Created {prov.get('created', '?')} · git {str(prov.get('git_commit') or 'n/a')[:10]} · {versions}",
+        f"Created {md_text(prov.get('created', '?'))} · git {md_text(str(prov.get('git_commit') or 'n/a')[:10])} "
+        f"· {md_text(versions)}",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join("---" for _ in header) + "|",
     ]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines += ["| " + " | ".join(md_text(cell) for cell in r) + " |" for r in rows]
     lines += [
         "",
         "Perplexity: exp(mean token NLL) over non-overlapping windows of the held-out text.",
@@ -221,20 +238,22 @@ def write_report(results: dict[str, Any], out_dir: str | Path) -> str:
     if flagged:
         lines += [
             "**Perplexity hides knowledge loss** (perplexity within 10% of dense, a knowledge task more than",
-            "10 points lower): " + "; ".join(f"{name} ({', '.join(tasks)})" for name, tasks in flagged) + ".",
+            "10 points lower): "
+            + "; ".join(f"{md_text(name)} ({md_text(', '.join(tasks))})" for name, tasks in flagged)
+            + ".",
             "",
         ]
     for filename in write_plots(results, out_dir):
         lines += [f"![{filename}]({filename})", ""]
     lines += ["## All metrics", ""]
     for v in _variants(results):
-        lines.append(f"### {_name(v)}")
+        lines.append(f"### {md_text(_name(v))}")
         lines.append("")
         lines.append("| task | metric | value | n |")
         lines.append("|---|---|---|---|")
         for task, metric, value, n in metric_rows(v["metrics"]):
             shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-            lines.append(f"| {task} | {metric} | {shown} | {n} |")
+            lines.append(f"| {md_text(task)} | {md_text(metric)} | {md_text(shown)} | {md_text(n)} |")
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -352,9 +371,9 @@ def write_junkdna_report(results: dict[str, Any], out_dir: str | Path) -> str:
     """The markdown report of a Junk DNA run (plots are written into ``out_dir``)."""
     prov = results.get("provenance", {})
     lines = [
-        f"# Junk DNA analysis: {results['model']}",
+        f"# Junk DNA analysis: {md_text(results['model'])}",
         "",
-        f"Created {prov.get('created', '?')} · git {str(prov.get('git_commit') or 'n/a')[:10]}",
+        f"Created {md_text(prov.get('created', '?'))} · git {md_text(str(prov.get('git_commit') or 'n/a')[:10])}",
         "",
         "Scores are normalised to the dense model (1.0 = no loss). For each difficulty level: the first",
         "sparsity at which it falls below 90% and below 50% of dense (*never* = not within the sweep).",
@@ -383,21 +402,18 @@ def combine_results(paths: list[str | Path]) -> dict[str, Any]:
     Raises:
         DataError: a missing or unreadable file, or one that does not follow the results schema.
     """
-    import json
-
     from slimkit.core.errors import DataError
+    from slimkit.core.io import MAX_JSON_BYTES, parse_json, read_text_file
     from slimkit.evaluate.results import validate_results
 
     if not paths:
         raise DataError("no results files given")
     loaded = []
     for path in paths:
-        try:
-            obj = json.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise DataError(f"results file not found: {path}") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise DataError(f"{path}: not a readable JSON file ({e})") from None
+        if not Path(path).exists():
+            raise DataError(f"results file not found: {path}")
+        text = read_text_file(path, max_bytes=MAX_JSON_BYTES, error=DataError)
+        obj = parse_json(text, f"{path}: not a readable JSON file;", error=DataError)
         try:
             validate_results(obj)
         except DataError as e:

@@ -36,7 +36,7 @@ import torch
 
 from slimkit.core.config import Config, check_positive, check_range
 from slimkit.core.errors import ConfigError
-from slimkit.core.io import atomic_dir, write_json, write_text
+from slimkit.core.io import atomic_dir, check_output_dir, write_json, write_text
 from slimkit.core.progress import console
 
 HOPS_AXIS = "hops (factoid vs twohop)"
@@ -186,8 +186,13 @@ def first_below(curve: list[tuple[float, float | None]], threshold: float) -> fl
 
 
 # -- the pipeline ----------------------------------------------------------------------------------------
-def run_junkdna(cfg: JunkDNAConfig, out: str | Path) -> dict[str, Any]:
-    """Run the sweep and the fine-tuning, write ``results.json``, ``report.md`` and PNGs to ``out``."""
+def run_junkdna(cfg: JunkDNAConfig, out: str | Path, *, overwrite: bool = False) -> dict[str, Any]:
+    """Run the sweep and the fine-tuning, write ``results.json``, ``report.md`` and PNGs to ``out``.
+
+    ``out`` is checked before any work, as in :func:`slimkit.pipelines.study.run_study`.
+    """
+    protect = (cfg.model,) if cfg.model else ()
+    check_output_dir(out, protect=protect, overwrite=overwrite)
     from slimkit.compress import build_config
     from slimkit.evaluate import make_results, run_suite, validate_results
     from slimkit.pipelines._sweep import compressed_copy, load_subject, shared_calibration
@@ -237,7 +242,7 @@ def run_junkdna(cfg: JunkDNAConfig, out: str | Path) -> dict[str, Any]:
     results["variants"] = variants
     results["junkdna"] = analysis
     validate_results(results)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, protect=protect, overwrite=overwrite) as tmp:
         write_json(tmp / "results.json", results)
         from slimkit.evaluate.report import write_junkdna_report
 

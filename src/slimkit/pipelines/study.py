@@ -25,7 +25,7 @@ from typing import Any
 
 from slimkit.core.config import Config, check_positive, check_range
 from slimkit.core.errors import ConfigError, DataError
-from slimkit.core.io import atomic_dir, write_json, write_text
+from slimkit.core.io import atomic_dir, check_output_dir, write_json, write_text
 from slimkit.core.progress import console
 
 
@@ -145,12 +145,18 @@ def plan_variants(cfg: StudyConfig) -> list[Variant]:
     return variants
 
 
-def run_study(cfg: StudyConfig, out: str | Path) -> dict[str, Any]:
-    """Run the sweep and write its files to ``out`` (atomically: all or nothing). Returns results."""
+def run_study(cfg: StudyConfig, out: str | Path, *, overwrite: bool = False) -> dict[str, Any]:
+    """Run the sweep and write its files to ``out`` (atomically: all or nothing). Returns results.
+
+    ``out`` is checked first (see :func:`slimkit.core.io.check_output_dir`): an existing directory is
+    replaced only when slimkit wrote it or with ``overwrite``, never when it holds the model.
+    """
     from slimkit.evaluate import validate_results
     from slimkit.evaluate.report import write_report
     from slimkit.pipelines._sweep import load_subject, shared_calibration
 
+    protect = (cfg.model,) if cfg.model else ()
+    check_output_dir(out, protect=protect, overwrite=overwrite)
     variants = plan_variants(cfg)  # bad method names / settings fail before any work
     kick = _kick_config(cfg)
     if cfg.model is not None and cfg.ppl_data is None:
@@ -178,7 +184,7 @@ def run_study(cfg: StudyConfig, out: str | Path) -> dict[str, Any]:
     results = dict(results_per_variant[0])
     results["variants"] = results_per_variant
     validate_results(results)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, protect=protect, overwrite=overwrite) as tmp:
         write_json(tmp / "results.json", results)
         write_text(tmp / "report.md", write_report(results, tmp))
     return results

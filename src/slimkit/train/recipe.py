@@ -31,11 +31,11 @@ import torch
 
 from slimkit.core.config import Config, load_yaml_text
 from slimkit.core.errors import CheckpointError, ConfigError, DataError, ModelLoadError
-from slimkit.core.io import atomic_dir
+from slimkit.core.io import atomic_dir, check_output_dir
 from slimkit.core.seed import seed_everything
 from slimkit.train.checkpoint import list_checkpoints
 from slimkit.train.config import TrainConfig
-from slimkit.train.data import tokenize_documents
+from slimkit.train.data import PackedSampler, tokenize_documents
 from slimkit.train.loop import TrainResult, train
 
 _SECTIONS = {"model", "tokenizer", "data", "train", "out"}
@@ -149,11 +149,18 @@ def train_from_yaml(
         raise CheckpointError(
             f"{out_dir} already holds a training run; use --resume to continue it or choose another out"
         )
+    check_output_dir(out_dir / "model")
     seed_everything(cfg.seed)
     docs = _read_documents(recipe.data)
-    tokenizer = _tokenizer_for(recipe, docs, out_dir, resume)
+    tokenizer, trained_tokenizer = _tokenizer_for(recipe, docs, out_dir, resume)
     model, tokenizer = _model_for(recipe, tokenizer, cfg.seed)
     token_ids = tokenize_documents(tokenizer, docs)
+    PackedSampler(token_ids, cfg.seqlen, cfg.seed)  # too little text fails here, before anything is written
+    if trained_tokenizer:
+        # kept with the run so --resume tokenizes the corpus identically without retraining; written
+        # only once everything above has been accepted, so a rejected run leaves nothing behind
+        with atomic_dir(out_dir / "tokenizer") as tmp:
+            tokenizer.save_pretrained(tmp)
     with torch.inference_mode(False):
         result = train(model, token_ids, cfg, out_dir, resume=resume)
     model.eval()
@@ -244,22 +251,19 @@ def _read_txt_documents(path: Path) -> list[str]:
     return [d for d in docs if d]
 
 
-def _tokenizer_for(recipe: TrainRecipe, docs: list[str], out_dir: Path, resume: bool) -> Any:
+def _tokenizer_for(recipe: TrainRecipe, docs: list[str], out_dir: Path, resume: bool) -> tuple[Any, bool]:
+    """(tokenizer, whether it was trained now and still has to be saved with the run)."""
     spec = recipe.tokenizer
     if spec is None:
-        return None  # the model directory's own
+        return None, False  # the model directory's own
     if isinstance(spec, str) or "path" in spec:
-        return _load_tokenizer(spec if isinstance(spec, str) else spec["path"])
+        return _load_tokenizer(spec if isinstance(spec, str) else spec["path"]), False
     saved = out_dir / "tokenizer"
     if resume and saved.is_dir():
-        return _load_tokenizer(str(saved))
+        return _load_tokenizer(str(saved)), False
     from slimkit.data.tokenizer import train_bpe_tokenizer
 
-    tokenizer = train_bpe_tokenizer(docs, **spec["train"])
-    # kept with the run so --resume tokenizes the corpus identically without retraining
-    with atomic_dir(saved) as tmp:
-        tokenizer.save_pretrained(tmp)
-    return tokenizer
+    return train_bpe_tokenizer(docs, **spec["train"]), True
 
 
 def _load_tokenizer(path: str) -> Any:

@@ -40,7 +40,7 @@ def task_options(cfg: WorldConfig) -> dict[str, dict[str, object]]:
     return options
 
 
-def build_world(out_dir: str | Path, cfg: WorldConfig | None = None) -> Path:
+def build_world(out_dir: str | Path, cfg: WorldConfig | None = None, *, overwrite: bool = False) -> Path:
     """Generate the world for ``cfg`` (default :class:`WorldConfig`) and write it to ``out_dir``.
 
     Writes ``world.json``, ``corpus.txt``, ``heldout.txt``, ``{factoid,mc,retrieval,twohop,canaries}.jsonl``
@@ -49,7 +49,7 @@ def build_world(out_dir: str | Path, cfg: WorldConfig | None = None) -> Path:
     """
     world = generate_world(cfg or WorldConfig())
     out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         write_world(world, tmp)
     return out_dir
 

@@ -89,7 +89,9 @@ class WorldConfig(Config):
             "canaries_per_repeat",
         ):
             check_positive(name, getattr(self, name))
-        check_range("n_reading_docs", self.n_reading_docs, 0, None)
+            # generation is in-memory Python: a typo such as --people 1000000000 would run for hours
+            check_range(name, getattr(self, name), 1, MAX_COUNTS.get(name, MAX_COUNT))
+        check_range("n_reading_docs", self.n_reading_docs, 0, MAX_COUNT)
         check_range("n_countries", self.n_countries, 1, self.n_cities)
         check_range("max_mentions", self.max_mentions, self.min_mentions, None)
         check_range("popularity_exponent", self.popularity_exponent, 0.0, None, lo_inclusive=False)
@@ -100,6 +102,10 @@ class WorldConfig(Config):
         _check_int_tuple("mc_options", self.mc_options, lo=2, hi=min(8, self.n_cities))
         _check_int_tuple("retrieval_context_facts", self.retrieval_context_facts, lo=1, hi=64)
         _check_int_tuple("canary_repeats", self.canary_repeats, lo=1, hi=1000)
+
+
+MAX_COUNT = 100_000
+MAX_COUNTS = {"n_people": 50_000, "min_mentions": 1_000, "max_mentions": 1_000, "canaries_per_repeat": 1_000}
 
 
 def _check_int_tuple(name: str, values: tuple[int, ...], *, lo: int, hi: int) -> None:

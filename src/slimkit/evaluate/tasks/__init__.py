@@ -153,7 +153,9 @@ class LmEvalTaskConfig(Config):
 
     Needs the ``eval`` extra. Attributes:
         tasks (tuple[str, ...]): lm-eval task names (a comma-separated string is accepted).
-        include_path (str | None): a directory of local task YAMLs. Default: None.
+        include_path (str | None): a directory of local task YAMLs. lm-eval YAMLs run Python from
+            their directory (``!function`` tags, ``process_docs``), so it needs ``allow_code``. Default: None.
+        allow_code (bool): run the Python code that ``include_path``'s task files name. Default: False.
         include_defaults (bool): also index lm-eval's built-in tasks. Default: True.
         limit (int | None): documents per task. Default: all.
         num_fewshot (int | None): lm-eval's few-shot override. Default: the task's.
@@ -162,6 +164,7 @@ class LmEvalTaskConfig(Config):
 
     tasks: tuple[str, ...] = ()
     include_path: str | None = None
+    allow_code: bool = False
     include_defaults: bool = True
     limit: int | None = None
     num_fewshot: int | None = None
@@ -178,6 +181,27 @@ class LmEvalTaskConfig(Config):
         if self.limit is not None:
             check_range("limit", self.limit, 1, None)
         check_range("batch_size", self.batch_size, 1, None)
+        if self.include_path is not None:
+            check_include_path(self.include_path, self.allow_code)
+
+
+def check_include_path(include_path: str, allow_code: bool) -> None:
+    """An lm-eval task directory may run code: refuse it unless the user said so (``--allow-task-code``).
+
+    lm-eval's YAML loader turns ``!function module.name`` into an import of ``module.py`` from the
+    task directory, so pointing at a downloaded task folder runs whatever Python it ships.
+
+    Raises:
+        ConfigError: not a directory, or ``allow_code`` is off.
+    """
+    path = Path(include_path)
+    if not path.is_dir():
+        raise ConfigError(f"include_path={include_path!r} is not a directory of lm-eval task YAMLs")
+    if not allow_code:
+        raise ConfigError(
+            f"--include-path {include_path}: lm-eval task files can run Python from their directory "
+            "(!function tags); read them, then pass --allow-task-code to run them"
+        )
 
 
 @TASKS.register(LmEvalTaskConfig, name="lm-eval")
@@ -190,6 +214,7 @@ def _run_lm_eval(
         SlimkitLM(model, tokenizer, batch_size=cfg.batch_size),
         cfg.tasks,
         include_path=cfg.include_path,
+        allow_code=cfg.allow_code,
         include_defaults=cfg.include_defaults,
         limit=cfg.limit,
         num_fewshot=cfg.num_fewshot,
