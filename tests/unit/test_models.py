@@ -310,12 +310,29 @@ def test_failed_save_keeps_the_previous_dir_and_success_replaces_it(tmp_path, ti
     out.mkdir()
     (out / "marker.txt").write_text("old")
     with pytest.raises(OSError):
-        save_model(tiny_llama, _BrokenTokenizer(), out)
+        save_model(tiny_llama, _BrokenTokenizer(), out, overwrite=True)
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
     assert (out / "marker.txt").read_text() == "old"
-    save_model(tiny_llama, tiny_tok, out)
+    save_model(tiny_llama, tiny_tok, out, overwrite=True)
     assert not (out / "marker.txt").exists() and (out / "model.safetensors").is_file()
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    # a directory slimkit wrote is replaced without being asked
+    save_model(tiny_llama, tiny_tok, out)
+    assert (out / "model.safetensors").is_file()
+
+
+def test_save_refuses_a_user_directory_and_the_parent(tmp_path, tiny_llama, tiny_tok):
+    users = tmp_path / "users"
+    users.mkdir()
+    (users / "thesis.tex").write_text("precious")
+    with pytest.raises(SlimkitError, match="did not write"):
+        save_model(tiny_llama, tiny_tok, users)
+    assert (users / "thesis.tex").read_text() == "precious"
+    parent = save_model(tiny_llama, tiny_tok, tmp_path / "models" / "base")
+    for out in (parent, parent.parent):  # the input itself, and the folder holding it
+        with pytest.raises(SlimkitError, match="input"):
+            save_model(tiny_llama, tiny_tok, out, parent=parent, overwrite=True)
+    assert (parent / "model.safetensors").is_file()
 
 
 # -- bad directories ----------------------------------------------------------------------------------------------
@@ -400,11 +417,12 @@ def test_config_that_does_not_match_the_weights(tmp_path, tiny_model_dir):
     (d / "config.json").write_text(json.dumps({**config, "intermediate_size": 96}))
     with pytest.raises(ModelLoadError) as err:
         load_model(d)
-    _one_line_error(err, "model.layers.0.mlp.down_proj.weight", "(64, 128)", "(64, 96)", "config.json")
+    # found from the safetensors header and a meta-device skeleton, before any weights are allocated
+    _one_line_error(err, "model.layers.0.mlp.gate_proj.weight", "(128, 64)", "(96, 64)", "config.json")
     (d / "config.json").write_text(json.dumps({**config, "hidden_act": "no-such-activation"}))
     with pytest.raises(ModelLoadError) as err:
         load_model(d)
-    _one_line_error(err, "transformers could not load", "no-such-activation")
+    _one_line_error(err, "transformers could not", "no-such-activation")
 
 
 def test_unsupported_architecture_lists_the_supported(tmp_path, tiny_model_dir):

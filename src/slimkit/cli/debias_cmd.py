@@ -63,6 +63,12 @@ THREADS = typer.Option(
 OUT = typer.Option(
     ..., "--out", help="Output directory (results.json, seed*/, ranking.png; written atomically)."
 )
+OVERWRITE = typer.Option(
+    False, "--overwrite", help="Replace an existing --out directory even if slimkit did not write it."
+)
+MAX_SEEDS = 1_000
+MAX_SEED = 2**32 - 1
+MAX_THREADS = 1_024
 
 
 def _splits(
@@ -102,6 +108,35 @@ def _splits(
     raise ConfigError(f"--dataset {dataset!r} is not one of ['colored-digits', 'csv']")
 
 
+def _preflight(
+    seeds: int,
+    seed: int,
+    threads: int,
+    device: str,
+    out: Path,
+    overwrite: bool,
+    inputs: tuple[Path | None, ...],
+) -> tuple[Path, ...]:
+    """Check the run options and that ``out`` can be written, before any data is read or trained on.
+
+    Returns the input paths ``out`` may not be or contain.
+    """
+    from slimkit.core.devices import resolve_device
+    from slimkit.core.errors import ConfigError
+    from slimkit.core.io import check_output_dir
+
+    if isinstance(seeds, bool) or not 1 <= seeds <= MAX_SEEDS:
+        raise ConfigError(f"--seeds={seeds} must be in [1, {MAX_SEEDS}]")
+    if not 0 <= seed <= MAX_SEED - (seeds - 1):
+        raise ConfigError(f"--seed={seed} must be in [0, {MAX_SEED - (seeds - 1)}] (with --seeds={seeds})")
+    if not 1 <= threads <= MAX_THREADS:
+        raise ConfigError(f"--threads={threads} must be in [1, {MAX_THREADS}]")
+    resolve_device(device)
+    protect = tuple(p for p in inputs if p is not None)
+    check_output_dir(out, protect=protect, overwrite=overwrite)
+    return protect
+
+
 def _common(
     model: str,
     hidden: int,
@@ -113,10 +148,18 @@ def _common(
     wd: float,
     select: str,
 ) -> dict[str, Any]:
+    from slimkit.core.errors import ModelLoadError
     from slimkit.debias import ModelConfig
 
+    model_cfg = ModelConfig(arch=model, hidden=hidden, weights=None if weights is None else str(weights))
+    if model_cfg.arch.startswith("resnet"):  # before any data is read: a missing extra or file fails now
+        from slimkit.debias.models import import_torchvision_models
+
+        import_torchvision_models()
+    if weights is not None and not weights.is_file():
+        raise ModelLoadError(f"--weights {weights} is not a file (weights are never downloaded)")
     return {
-        "model": ModelConfig(arch=model, hidden=hidden, weights=None if weights is None else str(weights)),
+        "model": model_cfg,
         "epochs": epochs,
         "batch_size": batch,
         "optimizer": optimizer,
@@ -126,20 +169,25 @@ def _common(
     }
 
 
-def _run(cfg: Any, splits: Any, seeds: int, seed: int, device: str, threads: int, out: Path) -> None:
+def _run(
+    cfg: Any,
+    splits: Any,
+    seeds: int,
+    seed: int,
+    device: str,
+    threads: int,
+    out: Path,
+    overwrite: bool = False,
+    protect: tuple[Path, ...] = (),
+) -> None:
     import torch
     from rich.table import Table
 
-    from slimkit.core.errors import ConfigError
     from slimkit.debias import run_seeds, save_runs
 
-    if seeds < 1:
-        raise ConfigError(f"--seeds={seeds} must be >= 1")
-    if threads < 1:
-        raise ConfigError(f"--threads={threads} must be >= 1")
     torch.set_num_threads(threads)
     runs, summary = run_seeds(cfg, splits, list(range(seed, seed + seeds)), device=device, progress=True)
-    save_runs(out, runs, summary, splits)
+    save_runs(out, runs, summary, splits, overwrite=overwrite, protect=protect)
     table = Table(title=f"{runs[0].method} on {splits.name} ({seeds} seed{'s' if seeds > 1 else ''}, test)")
     table.add_column("metric")
     table.add_column("mean ± std", justify="right")
@@ -204,6 +252,7 @@ def sebra(
     device: str = DEVICE,
     threads: int = THREADS,
     out: Path = OUT,
+    overwrite: bool = OVERWRITE,
     beta_inv: float = typer.Option(
         0.7, "--beta-inv", help="Stage 1: exponent of p_y in the loss weight (β⁻¹)."
     ),
@@ -230,6 +279,7 @@ def sebra(
         temperature=temperature,
         cls_weight=cls_weight,
     )
+    protect = _preflight(seeds, seed, threads, device, out, overwrite, (data, image_root, weights))
     splits = _splits(
         dataset,
         alignment,
@@ -244,7 +294,7 @@ def sebra(
         split_column,
         image_size,
     )
-    _run(cfg, splits, seeds, seed, device, threads, out)
+    _run(cfg, splits, seeds, seed, device, threads, out, overwrite, protect)
 
 
 @app.command(
@@ -286,6 +336,7 @@ def baseline(
     device: str = DEVICE,
     threads: int = THREADS,
     out: Path = OUT,
+    overwrite: bool = OVERWRITE,
     id_epochs: int | None = typer.Option(
         None, "--id-epochs", help="jtt: epochs of the identification model (2)."
     ),
@@ -311,6 +362,7 @@ def baseline(
     cfg = cfg_cls(
         **_common(model, hidden, weights, epochs, batch_size, optimizer, lr, weight_decay, select), **given
     )
+    protect = _preflight(seeds, seed, threads, device, out, overwrite, (data, image_root, weights))
     splits = _splits(
         dataset,
         alignment,
@@ -325,4 +377,4 @@ def baseline(
         split_column,
         image_size,
     )
-    _run(cfg, splits, seeds, seed, device, threads, out)
+    _run(cfg, splits, seeds, seed, device, threads, out, overwrite, protect)

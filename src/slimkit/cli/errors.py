@@ -41,12 +41,53 @@ def _one_line(text: str) -> str:
     return " ".join(part.strip() for part in str(text).strip().splitlines() if part.strip())
 
 
+def _bad_value(e: BaseException) -> str | None:
+    """The value a user typed, when the error came from type coercion (typer 0.29 wraps pydantic's)."""
+    cause = e.__cause__
+    errors = getattr(cause, "errors", None)
+    if callable(errors):
+        try:
+            first = errors()[0]
+        except (IndexError, TypeError, ValueError):
+            return None
+        if "input" in first:
+            return str(first["input"])
+    return None
+
+
 def _usage_line(e: Any) -> str:
     message = _one_line(e.format_message())
+    value = _bad_value(e)
+    if value is not None and value not in message:
+        message = f"{message} (got {value!r})"
     ctx = getattr(e, "ctx", None)
     if ctx is not None:
         return f"error: {message} (see '{ctx.command_path} --help')"
     return f"error: {message}"
+
+
+class _Interrupted(Exception):
+    """A Ctrl-C carried past typer, which would turn it into a silent exit code."""
+
+
+def _carry_interrupts(command: Any) -> None:
+    """Wrap every command callback so that Ctrl-C reaches :func:`run_cli` with its note (once per tree)."""
+    if getattr(command, "_slimkit_interrupts", False):
+        return
+    command._slimkit_interrupts = True
+    for sub in getattr(command, "commands", {}).values():
+        _carry_interrupts(sub)
+    callback = getattr(command, "callback", None)
+    if callback is None:
+        return
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return callback(*args, **kwargs)
+        except KeyboardInterrupt as e:
+            raise _Interrupted(str(e)) from None
+
+    command.callback = wrapped
 
 
 def run_cli(command: Any, args: list[str] | None = None) -> int:
@@ -58,8 +99,12 @@ def run_cli(command: Any, args: list[str] | None = None) -> int:
     * Ctrl-C: ``interrupted`` on stderr, exit 130 (outputs are written atomically, so nothing partial
       is left behind).
     """
+    _carry_interrupts(command)
     try:
         rv = command.main(args=args, prog_name="slimkit", standalone_mode=False)
+    except _Interrupted as e:  # e.g. training: "interrupted: saved step 12 to ...; continue with --resume"
+        print(f"interrupted: {e}" if str(e) else "interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except SlimkitError as e:
         print(f"error: {_one_line(str(e))}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -33,10 +33,23 @@ def _fanouts(text: str | None, layers: int) -> tuple[int, ...]:
 
     if text is None:  # the reference's sizes [25, 10, 5, 5, ...] cut to the depth
         return tuple(([25, 10] + [5] * max(0, layers - 2))[:layers])
+    if text.count(",") >= 64:  # GNNConfig allows at most 64 layers, so at most 64 hops
+        raise ConfigError(f"--fanouts has {text.count(',') + 1} entries; give at most 64 (one per layer)")
     try:
         return tuple(int(v) for v in text.split(","))
     except ValueError:
-        raise ConfigError(f"--fanouts must be comma-separated integers, got {text!r}") from None
+        raise ConfigError(f"--fanouts must be comma-separated integers, got {text[:80]!r}") from None
+
+
+def _dataset_dirs(spec: object) -> tuple[Path, ...]:
+    """The local directories a dataset config reads (an output may not be or contain them)."""
+    from slimkit.graph import OGBConfig, PlanetoidConfig
+
+    if isinstance(spec, PlanetoidConfig):
+        return (Path(spec.root) / spec.name,)
+    if isinstance(spec, OGBConfig):
+        return (Path(spec.path),)
+    return ()
 
 
 @app.command("ladling", help=LADLING_HELP)
@@ -74,7 +87,12 @@ def ladling(
     out: Path = typer.Option(
         Path("slimkit-ladling"), "--out", help="Output directory (replaced atomically)."
     ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an existing --out directory even if slimkit did not write it."
+    ),
 ) -> None:
+    from slimkit.core.devices import resolve_device
+    from slimkit.core.io import check_output_dir
     from slimkit.graph import (
         GNNConfig,
         GraphTrainConfig,
@@ -85,8 +103,10 @@ def ladling(
     )
     from slimkit.graph.ladling import LadlingConfig, run_ladling, save_run, train_full_graph_baseline
 
+    # every option is checked, and --out probed, before the dataset is read or anything is trained
+    gnn = GNNConfig(arch=model, layers=layers, hidden=hidden, dropout=dropout, norm=norm)  # before --fanouts
     cfg = LadlingConfig(
-        model=GNNConfig(arch=model, layers=layers, hidden=hidden, dropout=dropout, norm=norm),
+        model=gnn,
         view=ViewConfig(
             kind=view,
             num_parts=parts,
@@ -103,13 +123,24 @@ def ladling(
         seed=seed,
     )
     spec = parse_dataset_spec(dataset)
+    resolve_device(device)
+    inputs = _dataset_dirs(spec)
+    check_output_dir(out, protect=inputs, overwrite=overwrite)
     data = load_dataset(spec, download=download)
     result = run_ladling(cfg, data, device=device)
     if result is None:  # a non-zero torchrun rank: rank 0 reports
         return
     base = train_full_graph_baseline(cfg, data, device=device) if baseline else None
     name = dataset_name(spec)
-    path = save_run(result, out, name, baseline=base, extra={"dataset_spec": dataset})
+    path = save_run(
+        result,
+        out,
+        name,
+        baseline=base,
+        extra={"dataset_spec": dataset},
+        overwrite=overwrite,
+        protect=inputs,
+    )
 
     from rich.table import Table
 

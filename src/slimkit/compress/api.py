@@ -95,7 +95,7 @@ def compress_(
     handler = COMPRESSORS.lookup(config)
     compute = resolve_device(device) if device is not None else None
     if calib is not None and needs_calibration(config):
-        check_calibration(model, calib)
+        check_calibration_fits(model, calib, method_name(config))
     with measure(compute or model_device(model)) as stats:
         report = handler(model, config, calib, device=compute, progress=progress, chunk_size=chunk_size)
     report.total_time_s = stats["time_s"]
@@ -129,22 +129,23 @@ def check_calibration_size(model: nn.Module, nsamples: int, seqlen: int) -> None
     )
 
 
-def check_calibration(model: nn.Module, calib: Tensor) -> None:
-    """Check calibration ids before any block runs: ``LongTensor [nsamples, seqlen]``, ids inside the vocabulary.
+def check_calibration_fits(model: nn.Module, calib: Tensor, method: str) -> None:
+    """Check calibration ids against ``model`` before any block runs (positions, memory, vocabulary).
 
     Raises:
-        DataError: wrong type, shape or dtype, or an id the embedding cannot look up.
+        DataError: not a ``LongTensor [nsamples, seqlen]`` (see :func:`~slimkit.compress.calibrate.check_calibration`),
+            or an id the embedding cannot look up.
         ConfigError: see :func:`check_calibration_size`.
     """
-    if not isinstance(calib, Tensor) or calib.dim() != 2 or calib.dtype not in (torch.long, torch.int32):
-        shape = tuple(calib.shape) if isinstance(calib, Tensor) else type(calib).__name__
-        raise DataError(f"calib must be an integer tensor [nsamples, seqlen] of token ids, got {shape}")
+    from slimkit.compress.calibrate import check_calibration
+
+    calib = check_calibration(calib, method)
     check_calibration_size(model, int(calib.shape[0]), int(calib.shape[1]))
     vocab = vocab_size(model)
-    if calib.numel() and (int(calib.min()) < 0 or (vocab is not None and int(calib.max()) >= vocab)):
-        bad = int(calib.min()) if int(calib.min()) < 0 else int(calib.max())
+    low, high = int(calib.min()), int(calib.max())
+    if low < 0 or (vocab is not None and high >= vocab):
         raise DataError(
-            f"calib holds token id {bad}, outside the model's vocabulary [0, {vocab}); "
+            f"calib holds token id {low if low < 0 else high}, outside the model's vocabulary [0, {vocab}); "
             "was it tokenized with another tokenizer?"
         )
 

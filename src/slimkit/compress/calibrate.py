@@ -2,15 +2,20 @@
 
 It walks the decoder blocks in order, the way the SparseGPT/Wanda reference code does:
 
-1. **Capture** the inputs of block 0 for every calibration sequence: a forward pre-hook on block 0
-   (``with_kwargs=True``) records the hidden states ``[chunk, seqlen, hidden]`` and whatever else
-   the block is called with (attention mask, ``position_ids``, llama's rotary ``position_embeddings``),
-   then raises a private exception so the rest of the model never runs. The KV cache is disabled.
+1. **Capture** the inputs of every block for every calibration sequence. For the capture pass each
+   block's ``forward`` is replaced by a stand-in that records what the model calls it with and
+   returns its input unchanged, so the model's own loop hands every block *its own* arguments
+   (attention mask, ``position_ids``, rotary ``position_embeddings``, alibi) without running any
+   block: Qwen2's ``max_window_layers``, Gemma2/Gemma3's alternating local (sliding-window) and
+   global layers and their two rotary tables all come out as the model computes them. The last
+   needed block raises a private exception so the rest of the model never runs; block 0's hidden
+   states ``[chunk, seqlen, hidden]`` are kept. The KV cache is disabled. Equal tensors (one mask
+   shared by all sliding layers, the same rotary table in every chunk) are stored once.
 2. For each block ``i``: hook the block's target linears (``method.observe(name, X)`` with
-   ``X = [tokens, in]`` in fp32), run the samples in chunks of ``chunk_size``, remove the hooks, and
-   let the method compress those linears. With *sequential groups* (SparseGPT's ``true_sequential``:
-   ``[q,k,v] -> [o] -> [gate,up] -> [down]``) this repeats per group, so each group's statistics see
-   the already-compressed earlier groups.
+   ``X = [tokens, in]`` in fp32), run the samples in chunks of ``chunk_size`` with block ``i``'s own
+   arguments, remove the hooks, and let the method compress those linears. With *sequential
+   groups* (SparseGPT's ``true_sequential``: ``[q,k,v] -> [o] -> [gate,up] -> [down]``) this repeats
+   per group, so each group's statistics see the already-compressed earlier groups.
 3. Run the samples through the **compressed** block again; its outputs are block ``i+1``'s inputs,
    so every block is calibrated on what the compressed model actually feeds it.
 
@@ -74,19 +79,36 @@ class BlockInputs:
 
     Attributes:
         hidden: ``[chunk, seqlen, hidden]`` tensors.
-        args: the extra positional arguments the block was called with, per chunk.
-        kwargs: the keyword arguments, per chunk (identical tensors are shared between chunks).
+        args: the extra positional arguments block :attr:`block` is called with, per chunk.
+        kwargs: its keyword arguments, per chunk (equal tensors are shared between chunks and blocks).
+        block: the index of the block these inputs are for.
+        calls: ``(args, kwargs)`` per chunk of every captured block, in block order (shared between
+            the :class:`BlockInputs` of one capture).
     """
 
     hidden: list[Tensor] = field(default_factory=list)
     args: list[tuple[Any, ...]] = field(default_factory=list)
     kwargs: list[dict[str, Any]] = field(default_factory=list)
+    block: int = 0
+    calls: list[tuple[list[tuple[Any, ...]], list[dict[str, Any]]]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.hidden)
 
     def with_hidden(self, hidden: list[Tensor]) -> BlockInputs:
-        return BlockInputs(hidden, self.args, self.kwargs)
+        """The same block's arguments with other hidden states."""
+        return BlockInputs(hidden, self.args, self.kwargs, self.block, self.calls)
+
+    def for_block(self, index: int, hidden: list[Tensor]) -> BlockInputs:
+        """Block ``index``'s own arguments (its mask, its rotary table) with ``hidden``.
+
+        Raises:
+            IndexError: block ``index`` was not captured.
+        """
+        if not 0 <= index < len(self.calls):
+            raise IndexError(f"block {index} was not captured (captured: {len(self.calls)} blocks)")
+        args, kwargs = self.calls[index]
+        return BlockInputs(hidden, args, kwargs, index, self.calls)
 
 
 def check_calibration(calib: Tensor | None, method: str) -> Tensor:
@@ -119,22 +141,86 @@ def _to(obj: Any, device: torch.device) -> Any:
     return obj
 
 
-def _share(obj: Any, previous: Any) -> Any:
-    """Return ``previous`` where ``obj`` equals it, so chunks do not each store the same mask / rotary."""
-    if isinstance(obj, Tensor) and isinstance(previous, Tensor):
-        same = obj.shape == previous.shape and obj.dtype == previous.dtype and torch.equal(obj, previous)
-        return previous if same else obj
-    if isinstance(obj, tuple) and isinstance(previous, tuple) and len(obj) == len(previous):
-        return tuple(_share(a, b) for a, b in zip(obj, previous, strict=True))
-    if isinstance(obj, dict) and isinstance(previous, dict):
-        return {k: _share(v, previous.get(k)) for k, v in obj.items()}
-    return obj
+class _Store:
+    """Moves captured call arguments to the cache device, storing equal tensors once.
+
+    Within one chunk the model hands the same tensor object to many blocks (one mask per layer
+    type, one rotary table); across chunks the tensors are equal but new. Both are stored once.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.seen: dict[int, tuple[Tensor, Tensor]] = {}  # id -> (original, stored), this chunk
+        self.previous: list[Tensor] = []  # what the previous chunk stored
+        self.current: list[Tensor] = []
+
+    def new_chunk(self) -> None:
+        self.previous, self.current = self.current or self.previous, []
+        self.seen.clear()
+
+    def __call__(self, obj: Any) -> Any:
+        if isinstance(obj, Tensor):
+            hit = self.seen.get(id(obj))
+            if hit is not None and hit[0] is obj:
+                return hit[1]
+            stored = obj.detach().to(self.device)  # blocking: compared right away
+            for old in self.previous:
+                if (
+                    old.shape == stored.shape
+                    and old.dtype == stored.dtype
+                    and old.device == stored.device
+                    and torch.equal(old, stored)
+                ):
+                    stored = old
+                    break
+            self.seen[id(obj)] = (obj, stored)
+            self.current.append(stored)
+            return stored
+        if isinstance(obj, tuple):
+            return tuple(self(o) for o in obj)
+        if isinstance(obj, list):
+            return [self(o) for o in obj]
+        if isinstance(obj, dict):
+            return {k: self(v) for k, v in obj.items()}
+        return obj
 
 
 def _first_device(module: nn.Module) -> torch.device:
     for p in module.parameters():
         return p.device
     return torch.device("cpu")
+
+
+def _split_call(
+    args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[Tensor, tuple[Any, ...], dict[str, Any]]:
+    """A block call's hidden states, other positional arguments, and keyword arguments (no KV cache)."""
+    if args:
+        hidden, rest = args[0], args[1:]
+    else:
+        kwargs = dict(kwargs)
+        hidden, rest = kwargs.pop("hidden_states"), ()
+    kwargs = {k: (None if k in _CACHE_KWARGS else v) for k, v in kwargs.items()}
+    if "use_cache" in kwargs:
+        kwargs["use_cache"] = False
+    return hidden, rest, kwargs
+
+
+@contextlib.contextmanager
+def _standing_in(blocks: Sequence[nn.Module], make: Callable[[int], Callable[..., Any]]) -> Iterator[None]:
+    """Replace each block's ``forward`` by ``make(index)`` (an instance attribute), restoring it after,
+    including a ``forward`` another library had set on the instance (accelerate's hooks)."""
+    saved = [block.__dict__.get("forward") for block in blocks]
+    try:
+        for index, block in enumerate(blocks):
+            block.forward = make(index)
+        yield
+    finally:
+        for block, own in zip(blocks, saved, strict=True):
+            if own is None:
+                del block.forward
+            else:
+                block.forward = own
 
 
 @torch.no_grad()
@@ -145,57 +231,66 @@ def capture_block_inputs(
     chunk_size: int = 8,
     cache_device: torch.device | str = "cpu",
     adapter: ArchitectureAdapter | None = None,
+    num_blocks: int | None = None,
 ) -> BlockInputs:
-    """Run the model up to its first decoder block and record that block's inputs.
+    """Record the inputs of the decoder blocks: block 0's hidden states and every block's own arguments.
 
-    The part of the model before block 0 (embeddings, rotary, mask construction) runs wherever it
-    already is; the captured tensors are moved to ``cache_device``.
+    No block runs: each block's ``forward`` is stood in for by a recorder that returns its input, so
+    the model's loop passes every block the mask and position tensors the model made for that
+    block's layer type. The part of the model before the blocks (embeddings, rotary, mask
+    construction) runs wherever it already is; the captured tensors are moved to ``cache_device``.
 
     Args:
         model: a Hugging Face causal LM with an architecture adapter.
         calib: ``[nsamples, seqlen]`` token ids.
         chunk_size: sequences per forward pass.
         cache_device: where the captured activations are kept.
+        adapter: the model's adapter. Default: :func:`get_adapter`.
+        num_blocks: capture the arguments of the first ``num_blocks`` blocks. Default: all.
 
     Returns:
-        :class:`BlockInputs` with one entry per chunk.
+        :class:`BlockInputs` of block 0 with one entry per chunk; :meth:`BlockInputs.for_block` gives
+        any captured block's own arguments.
     """
     adapter = adapter or get_adapter(model)
     calib = check_calibration(calib, "calibration")
     if chunk_size < 1:
         raise ConfigError(f"chunk_size={chunk_size} must be >= 1")
     cache_device = torch.device(cache_device)
-    block0 = adapter.blocks(model)[0]
+    blocks = adapter.blocks(model)
+    n = len(blocks) if num_blocks is None else max(1, min(int(num_blocks), len(blocks)))
     embed_device = _first_device(adapter.embedding_modules(model)[0])
-    captured = BlockInputs()
+    hidden_chunks: list[Tensor] = []
+    calls: list[tuple[list[tuple[Any, ...]], list[dict[str, Any]]]] = [([], []) for _ in range(n)]
+    store = _Store(cache_device)
+    out_len = adapter.block_output_len
 
-    def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        if args:
-            hidden, rest = args[0], args[1:]
-        else:
-            kwargs = dict(kwargs)
-            hidden, rest = kwargs.pop("hidden_states"), ()
-        kwargs = {k: (None if k in _CACHE_KWARGS else v) for k, v in kwargs.items()}
-        if "use_cache" in kwargs:
-            kwargs["use_cache"] = False
-        rest, kwargs = _to(rest, cache_device), _to(kwargs, cache_device)
-        if captured.kwargs:
-            rest = _share(rest, captured.args[-1])
-            kwargs = _share(kwargs, captured.kwargs[-1])
-        captured.hidden.append(hidden.detach().to(cache_device))
-        captured.args.append(rest)
-        captured.kwargs.append(kwargs)
-        raise _StopForward
+    def recorder(index: int) -> Callable[..., Any]:
+        def forward(*args: Any, **kwargs: Any) -> Any:
+            hidden, rest, kw = _split_call(args, kwargs)
+            if index == 0:
+                hidden_chunks.append(hidden.detach().to(cache_device))
+            calls[index][0].append(store(rest))
+            calls[index][1].append(store(kw))
+            if index == n - 1:
+                raise _StopForward
+            # what the block would return, with its input as the "output": the loop goes on unchanged
+            return hidden if out_len == 0 else (hidden, *([None] * (out_len - 1)))
 
-    handle = block0.register_forward_pre_hook(hook, with_kwargs=True)
-    try:
+        return forward
+
+    with _standing_in(list(blocks)[:n], recorder):
         for start in range(0, calib.shape[0], chunk_size):
             ids = calib[start : start + chunk_size].to(embed_device)
+            store.new_chunk()
             with contextlib.suppress(_StopForward):
                 model(input_ids=ids, use_cache=False)
-    finally:
-        handle.remove()
-    return captured
+    if any(len(a) != len(hidden_chunks) for a, _ in calls):
+        raise RuntimeError(  # a model whose loop skips blocks cannot be calibrated block by block
+            f"{type(model).__name__} did not call each of its first {n} blocks once per chunk"
+        )
+    args0, kwargs0 = calls[0]
+    return BlockInputs(hidden_chunks, args0, kwargs0, 0, calls)
 
 
 def _block_output(out: Any) -> Tensor:
@@ -273,15 +368,14 @@ def _observe_hooks(
 
 
 def true_sequential_groups(adapter: ArchitectureAdapter) -> list[tuple[str, ...]]:
-    """SparseGPT's ``true_sequential`` order as role groups, derived from the adapter.
+    """SparseGPT's ``true_sequential`` order as role groups: the adapter's groups of linears that
+    share an input, attention and MLP apart, in forward order (found by the discovery trace, so no
+    role name is assumed).
 
-    Attention inputs, then the attention output, then the MLP input projections, then the MLP
-    output: ``[q,k,v] -> [o] -> [gate,up] -> [down]`` for llama, ``[q,k,v] -> [o] -> [fc1] -> [fc2]``
-    for OPT, ``[qkv] -> [o] -> [fc1] -> [fc2]`` for GPT-2.
+    ``[q,k,v] -> [o] -> [gate,up] -> [down]`` for llama, ``[q,k,v] -> [o] -> [fc1] -> [fc2]`` for
+    OPT, ``[qkv] -> [o] -> [fc1] -> [fc2]`` for GPT-2, ``[qkv] -> [o] -> [gate_up] -> [down]`` for Phi-3.
     """
-    attn, mlp = adapter.attention_roles, adapter.mlp_roles
-    groups = [tuple(r for r in attn if r != "o"), ("o",), tuple(mlp[:-1]), (mlp[-1],)]
-    return [g for g in groups if g]
+    return adapter.role_groups()
 
 
 def block_index_of(name: str, adapter: ArchitectureAdapter) -> int:
@@ -370,7 +464,12 @@ def run_sequential_(
     model.eval()
     try:
         inputs = capture_block_inputs(
-            model, calib, chunk_size=chunk_size, cache_device=cache_device, adapter=adapter
+            model,
+            calib,
+            chunk_size=chunk_size,
+            cache_device=cache_device,
+            adapter=adapter,
+            num_blocks=last + 1,
         )
         bar_ctx = progress_bar(last + 1, description) if progress else contextlib.nullcontext(None)
         with bar_ctx as bar:
@@ -396,8 +495,8 @@ def run_sequential_(
                 finally:  # offload even when compression fails
                     if compute is not None:
                         block.to(home)
-                if outputs is not None:
-                    inputs = inputs.with_hidden(outputs)
+                if outputs is not None:  # the next block, with its own mask and position tensors
+                    inputs = inputs.for_block(index + 1, outputs)
                 if bar is not None:
                     bar.update(1, block=index)
     finally:

@@ -15,7 +15,7 @@ from functools import lru_cache
 
 from torch import nn
 
-from slimkit.core.errors import TargetError
+from slimkit.core.errors import ConfigError, TargetError
 
 
 @lru_cache(maxsize=512)
@@ -24,6 +24,30 @@ def _compile(pattern: str) -> re.Pattern[str]:
         return re.compile(pattern)
     except re.error as e:
         raise TargetError(f"invalid regex in target pattern 're:{pattern}': {e}") from None
+
+
+def check_patterns(field: str, value: object) -> tuple[str, ...]:
+    """Validate a ``targets`` / ``ignore`` value when a config is built; returns it as a tuple.
+
+    Raises:
+        ConfigError: not a list of strings, an empty pattern, or a ``re:`` pattern that does not compile
+            (named with the regex error), so a typo fails at construction rather than mid-run.
+    """
+    if (
+        isinstance(value, str)
+        or not isinstance(value, list | tuple)
+        or not all(isinstance(p, str) for p in value)
+    ):
+        raise ConfigError(f"{field} must be a list of pattern strings, got {value!r}")
+    for pattern in value:
+        if not pattern.strip() or pattern == "re:":
+            raise ConfigError(f"{field} holds an empty pattern: {list(value)!r}")
+        if pattern.startswith("re:"):
+            try:
+                re.compile(pattern[3:])
+            except re.error as e:
+                raise ConfigError(f"{field}: invalid regex in pattern {pattern!r}: {e}") from None
+    return tuple(value)
 
 
 def matches(name: str, module: nn.Module | None, pattern: str) -> bool:

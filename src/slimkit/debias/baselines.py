@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from slimkit.core.config import check_range
-from slimkit.debias.config import METHODS, DebiasConfig
+from slimkit.debias.config import MAX_EPOCHS, METHODS, DebiasConfig
 from slimkit.debias.datasets import DebiasSplits
 from slimkit.debias.training import (
     FitContext,
@@ -62,8 +62,9 @@ class JTTConfig(DebiasConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_range("id_epochs", self.id_epochs, 1, None)
-        check_range("upweight", self.upweight, 1, None)
+        check_range("id_epochs", self.id_epochs, 1, MAX_EPOCHS)
+        # the upsampled index list holds N + (upweight - 1)·|errors| entries
+        check_range("upweight", self.upweight, 1, 10_000)
 
 
 def jtt_upsampled_indices(errors: Tensor, upweight: int) -> Tensor:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from slimkit.core.config import Config, check_choice, check_positive, check_range
+from slimkit.core.config import Config, check_choice, check_range
 from slimkit.core.registry import Registry
 from slimkit.debias.models import ModelConfig
 
@@ -25,6 +25,9 @@ OPTIMIZERS = ("adam", "sgd")
 #: validation accuracy (no group labels). ``val-worst-group``: the best validation worst-group accuracy;
 #: this reads validation *group labels*, so it is opt-in (the papers' UrbanCars/CelebA protocol).
 MODEL_SELECTION = ("last", "val-accuracy", "val-worst-group")
+#: refused before any work: counts beyond these are typos that would run for days or exhaust memory
+MAX_EPOCHS = 100_000
+MAX_BATCH = 10_000_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,12 +56,12 @@ class DebiasConfig(Config):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_range("epochs", self.epochs, 1, None)
-        check_range("batch_size", self.batch_size, 1, None)
+        check_range("epochs", self.epochs, 1, MAX_EPOCHS)
+        check_range("batch_size", self.batch_size, 1, MAX_BATCH)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        check_positive("lr", self.lr)
+        check_range("lr", self.lr, 0.0, 1e3, lo_inclusive=False)
         check_range("momentum", self.momentum, 0.0, 1.0, hi_inclusive=False)
-        check_range("weight_decay", self.weight_decay, 0.0, None)
+        check_range("weight_decay", self.weight_decay, 0.0, 1e3)
         check_choice("model_selection", self.model_selection, MODEL_SELECTION)
 
     @property

@@ -17,6 +17,7 @@ Group and bias labels are for evaluation (and opt-in model selection) only; Sebr
 from __future__ import annotations
 
 import csv
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ import torch
 from torch import Tensor
 
 from slimkit.core.config import Config, check_range
-from slimkit.core.errors import DataError
+from slimkit.core.errors import ConfigError, DataError
 
 #: ten well-separated stroke colours (RGB in [0, 1]); class ``y``'s aligned colour is ``PALETTE[y]``.
 PALETTE = (
@@ -43,6 +44,77 @@ PALETTE = (
 )
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: image formats read from a dataset folder. Pillow's other plugins are never asked: some (EPS) run
+#: external programs on the file, and a dataset of photos needs none of them.
+IMAGE_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP", "PPM")
+#: an image claiming more pixels than this is refused before it is decoded (Pillow's own
+#: decompression-bomb threshold, about 9459 x 9459, enforced even if ``PIL.Image.MAX_IMAGE_PIXELS``
+#: was changed).
+MAX_IMAGE_PIXELS = 89_478_485
+#: images are resized to at most this square size (a batch of 64 is then 800 MB of float32).
+MAX_IMAGE_SIZE = 1_024
+MAX_TRAIN_COPIES = 200
+#: class ids of a metadata CSV must be below this (the head and per-group metrics are that wide)
+MAX_CLASSES = 10_000
+#: groups are (class, which attributes conflict): 2^K per class for K bias columns
+MAX_BIAS_COLUMNS = 8
+
+
+def _open_image(path: Path) -> object:
+    """``PIL.Image.open`` restricted to :data:`IMAGE_FORMATS`, with the pixel count checked (header only)."""
+    from PIL import Image
+
+    img = Image.open(path, formats=IMAGE_FORMATS)
+    width, height = img.size
+    if width * height > MAX_IMAGE_PIXELS:
+        img.close()
+        raise DataError(
+            f"image {path} claims {width} x {height} pixels, more than the cap of {MAX_IMAGE_PIXELS:,} "
+            "(a decompression bomb?)"
+        )
+    return img
+
+
+def read_image(path: Path, size: int) -> np.ndarray:
+    """``[size, size, 3]`` float32 in [0, 1]; any unreadable, refused or oversized image is a :class:`DataError`.
+
+    Pillow's ``DecompressionBombWarning`` is an error here, like its ``DecompressionBombError``.
+    """
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with _open_image(path) as img:  # type: ignore[attr-defined]
+                img = img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+                return np.asarray(img, dtype=np.float32) / 255.0
+        except DataError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise DataError(f"image {path} is refused as a decompression bomb: {e}") from None
+        except MemoryError:
+            raise DataError(f"image {path} is too large to decode") from None
+        except Exception as e:  # noqa: BLE001 - Pillow's plugins raise many types for corrupt files
+            raise DataError(f"cannot read image {path}: {type(e).__name__}: {e}") from None
+
+
+def check_image(path: Path) -> None:
+    """Read only ``path``'s header: a supported format and a pixel count under the cap, else :class:`DataError`."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            _open_image(path).close()  # type: ignore[attr-defined]
+        except DataError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise DataError(f"image {path} is refused as a decompression bomb: {e}") from None
+        except Exception as e:  # noqa: BLE001 - Pillow's plugins raise many types for corrupt files
+            raise DataError(
+                f"cannot read image {path}: {type(e).__name__}: {e} (formats read: {', '.join(IMAGE_FORMATS)})"
+            ) from None
 
 
 class ImageFiles:
@@ -63,18 +135,9 @@ class ImageFiles:
         return ImageFiles([self.paths[i] for i in idx.tolist()], self.size, self.normalize)
 
     def __getitem__(self, idx: Tensor) -> Tensor:
-        from PIL import Image, UnidentifiedImageError
-
         out = torch.empty(len(idx), 3, self.size, self.size)
         for row, i in enumerate(idx.tolist()):
-            path = self.paths[i]
-            try:
-                with Image.open(path) as img:
-                    img = img.convert("RGB").resize((self.size, self.size), Image.Resampling.BILINEAR)
-                    arr = np.asarray(img, dtype=np.float32) / 255.0
-            except (OSError, UnidentifiedImageError) as e:
-                raise DataError(f"cannot read image {path}: {e}") from None
-            out[row] = torch.from_numpy(arr).permute(2, 0, 1)
+            out[row] = torch.from_numpy(read_image(self.paths[i], self.size)).permute(2, 0, 1)
         if self.normalize:
             mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
             std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
@@ -231,10 +294,11 @@ class ColoredDigitsConfig(Config):
         if self.patch_alignment is not None:
             check_range("patch_alignment", self.patch_alignment, 0.0, 1.0, lo_inclusive=False)
         check_range("num_classes", self.num_classes, 2, len(PALETTE))
-        check_range("train_copies", self.train_copies, 1, None)
+        check_range("train_copies", self.train_copies, 1, MAX_TRAIN_COPIES)
         check_range("val_per_class", self.val_per_class, 0, None)
         check_range("test_per_class", self.test_per_class, 1, None)
-        check_range("color_std", self.color_std, 0.0, None)
+        check_range("color_std", self.color_std, 0.0, 1e3)
+        check_range("seed", self.seed, 0, 2**32 - 1)
 
     @property
     def name(self) -> str:
@@ -364,24 +428,32 @@ def read_metadata_csv(
     ``metadata.csv``: ``path_column="img_filename", label_column="y", bias_columns=("place",)``.
 
     Images are read lazily with Pillow (no torchvision needed), resized to ``image_size`` and
-    normalised with the ImageNet mean/std when ``normalize``.
+    normalised with the ImageNet mean/std when ``normalize``. Every image's header is checked up front
+    (a format of :data:`IMAGE_FORMATS`, at most :data:`MAX_IMAGE_PIXELS` pixels), so a bad file fails
+    before training rather than in the middle of it.
+
+    The CSV must be UTF-8 (a byte-order mark is allowed). Image paths must stay inside ``image_root``:
+    absolute paths, ``..`` and symlinks that resolve outside it are refused.
 
     Raises:
-        DataError: the CSV or an image is missing, a column is missing (named), a split value is
-            unknown, the train or test split is empty, or there is only one class.
+        DataError: the CSV or an image is missing, not UTF-8, malformed or refused; a column is missing
+            (named); a path leaves the image root; a split value is unknown; the train or test split
+            is empty; or there is only one class.
+        ConfigError: ``image_size`` outside ``[1, MAX_IMAGE_SIZE]``.
     """
+    check_range("image_size", image_size, 1, MAX_IMAGE_SIZE)
+    bias_columns = tuple(bias_columns)
+    if not 1 <= len(bias_columns) <= MAX_BIAS_COLUMNS:
+        raise ConfigError(
+            f"bias_columns must name 1 to {MAX_BIAS_COLUMNS} columns, got {len(bias_columns)}: {list(bias_columns)}"
+        )
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise DataError(f"metadata CSV not found: {csv_path}")
     root = Path(image_root) if image_root is not None else csv_path.parent
-    with csv_path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        header = reader.fieldnames or []
-        needed = [path_column, label_column, *bias_columns, split_column]
-        missing = [c for c in needed if c not in header]
-        if missing:
-            raise DataError(f"{csv_path}: missing column(s) {missing}; the header has {header}")
-        rows = list(reader)
+    if not root.is_dir():
+        raise DataError(f"image root {root} is not a directory")
+    header, rows = _read_csv_rows(csv_path, [path_column, label_column, *bias_columns, split_column])
     if not rows:
         raise DataError(f"{csv_path} has no rows")
 
@@ -395,10 +467,8 @@ def read_metadata_csv(
                 f"{csv_path}:{line}: unknown split {r[split_column]!r} (use train/val/test or 0/1/2)"
             )
         splits.append(split)
-    paths = [root / r[path_column] for r in rows]
-    for line, p in enumerate(paths, start=2):
-        if not p.is_file():
-            raise DataError(f"{csv_path}:{line}: image not found: {p}")
+    base = root.resolve()
+    paths = [_image_path(csv_path, line, root, base, r[path_column]) for line, r in enumerate(rows, start=2)]
 
     distinct = sorted(set(labels.tolist()))
     if len(distinct) < 2:
@@ -406,12 +476,19 @@ def read_metadata_csv(
             f"{csv_path}: column {label_column!r} has only one class ({distinct[0]}); debiasing needs at least 2"
         )
     num_classes = distinct[-1] + 1
+    if num_classes > MAX_CLASSES:
+        raise DataError(
+            f"{csv_path}: column {label_column!r} has class id {distinct[-1]}; class ids must be below "
+            f"{MAX_CLASSES} (use consecutive ids or string labels)"
+        )
     split_arr = np.array(splits)
     index = {s: torch.from_numpy(np.flatnonzero(split_arr == s)) for s in ("train", "val", "test")}
     for s in ("train", "test"):
         if len(index[s]) == 0:
             raise DataError(f"{csv_path}: the {s!r} split is empty")
     aligned = _modal_values(labels[index["train"]], bias[index["train"]], num_classes)
+    for p in paths:
+        check_image(p)
     files = ImageFiles(paths, image_size, normalize)
 
     def part(s: str) -> BiasDataset:
@@ -428,6 +505,60 @@ def read_metadata_csv(
     )
 
 
+def _read_csv_rows(csv_path: Path, needed: list[str]) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and rows of a UTF-8 CSV; each row has every ``needed`` column, else :class:`DataError`."""
+    try:
+        with csv_path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            header = reader.fieldnames or []
+            missing = [c for c in needed if c not in header]
+            if missing:
+                raise DataError(f"{csv_path}: missing column(s) {missing}; the header has {header}")
+            rows = []
+            for r in reader:
+                if any(r.get(c) is None for c in needed):
+                    raise DataError(
+                        f"{csv_path}:{reader.line_num}: the row has fewer fields than the header ({len(header)})"
+                    )
+                rows.append(r)
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"{csv_path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+            "save the CSV as UTF-8"
+        ) from None
+    except csv.Error as e:
+        raise DataError(f"{csv_path} is not a readable CSV: {e}") from None
+    except OSError as e:
+        raise DataError(f"cannot read {csv_path}: {e.strerror or e}") from None
+    return header, rows
+
+
+def _image_path(csv_path: Path, line: int, root: Path, base: Path, text: str) -> Path:
+    """``root / text`` resolved, refusing anything that leaves ``root`` (absolute, ``..``, symlinks out).
+
+    ``base`` is ``root.resolve()``, computed once by the caller.
+    """
+    rel = text.strip()
+    if not rel:
+        raise DataError(f"{csv_path}:{line}: empty image path")
+    candidate = Path(rel)
+    if candidate.is_absolute() or candidate.drive or ".." in candidate.parts or "\x00" in rel:
+        raise DataError(
+            f"{csv_path}:{line}: image path {rel!r} is refused: paths must be relative to {root} without '..'"
+        )
+    try:
+        path = (base / candidate).resolve()
+    except (OSError, RuntimeError, ValueError) as e:  # RuntimeError: a symlink loop (Python < 3.13)
+        raise DataError(f"{csv_path}:{line}: image path {rel!r} cannot be resolved: {e}") from None
+    if path != base and base not in path.parents:
+        raise DataError(
+            f"{csv_path}:{line}: image path {rel!r} resolves to {path}, outside the image root {base}; refused"
+        )
+    if not path.is_file():
+        raise DataError(f"{csv_path}:{line}: image not found: {root / candidate}")
+    return path
+
+
 def _encode(csv_path: Path, column: str, values: list[str]) -> Tensor:
     """Integer column values as-is (must be >= 0); strings numbered in sorted order."""
     stripped = [v.strip() for v in values]
@@ -440,6 +571,10 @@ def _encode(csv_path: Path, column: str, values: list[str]) -> Tensor:
         ints = [vocab[v] for v in stripped]
     if min(ints) < 0:
         raise DataError(f"{csv_path}: column {column!r} has negative values")
+    if max(ints) >= 2**31:
+        raise DataError(
+            f"{csv_path}: column {column!r} has value {max(ints)}; integer values must be below 2^31"
+        )
     return torch.tensor(ints, dtype=torch.long)
 
 

@@ -21,6 +21,7 @@ from slimkit.core.config import Config, check_choice, check_range
 from slimkit.core.errors import ConfigError, ModelLoadError
 
 ARCHS = ("mlp", "cnn", "resnet18", "resnet50")
+MAX_HIDDEN = 4_096  # a CNN with 4096 channels already has ~150 M parameters
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,7 +44,7 @@ class ModelConfig(Config):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_choice("model.arch", self.arch, ARCHS)
-        check_range("model.hidden", self.hidden, 1, None)
+        check_range("model.hidden", self.hidden, 1, MAX_HIDDEN)
         if self.weights is not None and not self.arch.startswith("resnet"):
             raise ConfigError(f"model.weights is only read by resnet18/resnet50, not by arch={self.arch!r}")
 

@@ -163,11 +163,18 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def save_runs(
-    out_dir: str | Path, runs: list[RunResult], summary: dict[str, Any], splits: DebiasSplits
+    out_dir: str | Path,
+    runs: list[RunResult],
+    summary: dict[str, Any],
+    splits: DebiasSplits,
+    *,
+    overwrite: bool = False,
+    protect: tuple[str | Path, ...] = (),
 ) -> Path:
     """Write ``results.json`` (summary), ``seed<k>/results.json``, Sebra's ``seed<k>/ranks.safetensors``
-    and ``ranking.png`` into ``out_dir`` (atomically: all or nothing)."""
-    with atomic_dir(out_dir) as tmp:
+    and ``ranking.png`` into ``out_dir`` (atomically: all or nothing). ``overwrite`` and ``protect``
+    (input paths ``out_dir`` may not be or contain) as in :func:`slimkit.core.io.atomic_dir`."""
+    with atomic_dir(out_dir, overwrite=overwrite, protect=protect) as tmp:
         write_json(tmp / "results.json", summary)
         for run in runs:
             write_json(tmp / f"seed{run.seed}" / "results.json", run.results)

@@ -33,7 +33,7 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.utils import coalesce, remove_self_loops, to_undirected
 
-from slimkit.core.config import Config, check_choice, check_positive, check_range
+from slimkit.core.config import Config, check_choice, check_range
 from slimkit.core.errors import ConfigError, DataError
 from slimkit.core.registry import Registry
 
@@ -45,6 +45,16 @@ PLANETOID_RAW = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
 OGB_RAW = ("edge.csv.gz", "node-feat.csv.gz", "node-label.csv.gz")
 OGB_SPLIT = ("train.csv.gz", "valid.csv.gz", "test.csv.gz")
 OGB_URL = "http://snap.stanford.edu/ogb/data/nodeproppred/{short}.zip"
+PLANETOID_URL = "https://github.com/kimiyoung/planetoid/raw/master/data"
+
+# Caps of the offline generators, checked before anything is allocated: a typo such as
+# ``csbm:nodes=1000000000`` would otherwise try to allocate tens of GB or run for hours.
+MAX_NODES = 1_000_000
+MAX_CLASSES = 1_000
+MAX_FEATURE_DIM = 65_536
+MAX_FEATURE_ENTRIES = 2**28  # N·F of a generated feature matrix: 1 GiB of float32
+MAX_EDGES = 20_000_000  # N·d, the expected number of directed edges of a generated graph
+MAX_SEED = 2**32 - 1
 
 
 # -- configs -------------------------------------------------------------------------------------------
@@ -84,14 +94,16 @@ class CSBMConfig(Config):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_range("classes", self.classes, 2, None)
-        check_range("nodes", self.nodes, 2 * self.classes, None)
+        check_range("classes", self.classes, 2, MAX_CLASSES)
+        check_range("nodes", self.nodes, 2 * self.classes, MAX_NODES)
         check_range("avg_degree", self.avg_degree, 0.0, self.nodes - 1, lo_inclusive=False)
         check_range("homophily", self.homophily, 0.0, 1.0)
-        check_positive("feature_dim", self.feature_dim)
-        check_range("feature_signal", self.feature_signal, 0.0, None)
+        check_range("feature_dim", self.feature_dim, 1, MAX_FEATURE_DIM)
+        _check_product("nodes·feature_dim", self.nodes, self.feature_dim, MAX_FEATURE_ENTRIES)
+        _check_product("nodes·avg_degree", self.nodes, self.avg_degree, MAX_EDGES)
+        check_range("feature_signal", self.feature_signal, 0.0, 1e6)
         _check_split(self.train, self.val)
-        check_range("seed", self.seed, 0, None)
+        check_range("seed", self.seed, 0, MAX_SEED)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,7 +123,7 @@ class KarateConfig(Config):
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_split(self.train, self.val)
-        check_range("seed", self.seed, 0, None)
+        check_range("seed", self.seed, 0, MAX_SEED)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -147,21 +159,25 @@ class WorldGraphConfig(Config):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        from slimkit.data.factworld.config import MAX_COUNTS
+
         check_choice("label", self.label, ("type", "country"))
-        check_range("people", self.people, 8, None)
-        check_range("world_seed", self.world_seed, 0, None)
-        check_positive("feature_dim", self.feature_dim)
+        check_range("people", self.people, 8, MAX_COUNTS["n_people"])
+        check_range("world_seed", self.world_seed, 0, MAX_SEED)
+        check_range("feature_dim", self.feature_dim, 1, MAX_FEATURE_DIM)
         _check_split(self.train, self.val)
-        check_range("seed", self.seed, 0, None)
+        check_range("seed", self.seed, 0, MAX_SEED)
 
 
 @dataclass(frozen=True, kw_only=True)
 class PlanetoidConfig(Config):
     """Cora / CiteSeer / PubMed from local Planetoid raw files, with the public split.
 
-    Reads ``root/<name>/raw/ind.<name>.{x,tx,allx,y,ty,ally,graph,test.index}`` through
-    ``torch_geometric.datasets.Planetoid`` (which writes ``root/<name>/processed/``). The raw files
-    are Python pickles (that is the format): only load copies you trust.
+    Reads ``root/<name>/raw/ind.<name>.{x,tx,allx,y,ty,ally,graph,test.index}`` into the graph
+    ``torch_geometric.datasets.Planetoid(split="public")`` builds. The raw files are Python pickles
+    (that is the format); they are read with a restricted unpickler that resolves only numpy / scipy
+    sparse / container classes, so a booby-trapped file is refused instead of running code
+    (:mod:`slimkit.graph.planetoid`). ``processed/`` (PyG's ``torch.save`` cache) is never read.
 
     Attributes:
         root (str): the directory that holds ``<name>/raw/``.
@@ -192,6 +208,12 @@ class OGBConfig(Config):
     """
 
     path: str
+
+
+def _check_product(name: str, a: float, b: float, cap: int) -> None:
+    """Raise :class:`ConfigError` when ``a·b`` (a memory or work estimate) exceeds ``cap``."""
+    if a * b > cap:
+        raise ConfigError(f"{name} = {a:g}·{b:g} = {a * b:.3g} exceeds the cap {cap:,}; use smaller values")
 
 
 def _check_split(train: float, val: float) -> None:
@@ -237,6 +259,8 @@ def _parse_options(text: str, cls: type[Config], spec: str) -> dict[str, Any]:
             known = sorted(k for k in fields if k != "version")
             raise ConfigError(f"unknown option {key!r} for {spec.partition(':')[0]!r}; known: {known}")
         options[key] = _number_or_text(value.strip())
+        if fields[key].type in ("int", int) and isinstance(options[key], float) and options[key].is_integer():
+            options[key] = int(options[key])  # nodes=1e5 means 100000
     return options
 
 
@@ -438,29 +462,57 @@ def hashed_trigrams(texts: list[str], dim: int) -> torch.Tensor:
 
 # -- local directories ---------------------------------------------------------------------------------
 def planetoid_graph(cfg: PlanetoidConfig, download: bool) -> Data:
-    """Read a local Planetoid copy (public split); with ``download`` fetch missing raw files."""
-    raw = Path(cfg.root) / cfg.name / "raw"
+    """Read a local Planetoid copy (public split); with ``download`` fetch missing raw files.
+
+    The raw files are read by :mod:`slimkit.graph.planetoid` with a restricted unpickler (no code in
+    them runs); ``processed/`` is neither read nor written.
+    """
+    from slimkit.graph.planetoid import read_planetoid
+
+    root = Path(cfg.root) / cfg.name
+    raw = root / "raw"
+    if root.exists() and not root.is_dir():
+        raise DataError(f"Planetoid {cfg.name}: {root} is a file, not a directory holding raw/")
     files = [f"ind.{cfg.name.lower()}.{suffix}" for suffix in PLANETOID_RAW]
     missing = [f for f in files if not (raw / f).is_file()]
-    if missing and not download:
+    if missing and download:
+        _download_planetoid(raw, missing)
+        missing = [f for f in files if not (raw / f).is_file()]
+    if missing:
         raise DataError(
             f"Planetoid {cfg.name}: {raw} lacks {', '.join(missing)}; put the raw files "
             f"{', '.join(files)} (from github.com/kimiyoung/planetoid, data/) there, or pass --download"
         )
-    from torch_geometric.datasets import Planetoid
+    base = read_planetoid(raw, cfg.name)
+    n = base["x"].size(0)
+    return Data(
+        x=base["x"],
+        edge_index=undirected(base["edge_index"], n),
+        y=base["y"],
+        train_mask=base["train_mask"],
+        val_mask=base["val_mask"],
+        test_mask=base["test_mask"],
+    )
+
+
+def _download_planetoid(raw: Path, names: list[str]) -> None:
+    """Fetch missing raw files from the Planetoid repository (opt-in only); each lands whole or not at all."""
+    import os
+    import tempfile
+
+    from torch_geometric.data import download_url
 
     try:
-        base = Planetoid(cfg.root, cfg.name)[0]
-    except (OSError, ValueError, EOFError, IndexError) as e:  # truncated or malformed raw files
-        raise DataError(f"Planetoid {cfg.name} in {raw} could not be read: {e}") from None
-    return Data(
-        x=base.x.float(),
-        edge_index=undirected(base.edge_index, base.num_nodes),
-        y=base.y.long(),
-        train_mask=base.train_mask,
-        val_mask=base.val_mask,
-        test_mask=base.test_mask,
-    )
+        raw.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".download-", dir=raw) as tmp:
+            for name in names:
+                try:
+                    fetched = download_url(f"{PLANETOID_URL}/{name}", tmp, log=False)
+                except Exception as e:  # urllib raises several unrelated types for network problems
+                    raise DataError(f"could not download {PLANETOID_URL}/{name}: {e}") from None
+                os.replace(fetched, raw / name)
+    except OSError as e:
+        raise DataError(f"cannot write downloaded Planetoid files into {raw}: {e.strerror or e}") from None
 
 
 def ogb_graph(cfg: OGBConfig, download: bool) -> Data:
@@ -499,14 +551,21 @@ def _ogb_split_dir(root: Path) -> Path | None:
 
 def _read_csv_gz(path: Path, dtype: Any) -> np.ndarray:
     try:
-        import pandas as pd  # much faster than numpy.loadtxt for ogbn-arxiv's 169k x 128 features
-
+        try:
+            import pandas as pd  # much faster than numpy.loadtxt for ogbn-arxiv's 169k x 128 features
+        except ImportError:
+            with gzip.open(path, "rt", encoding="utf-8") as f:
+                return np.loadtxt(f, delimiter=",", dtype=dtype, ndmin=2)
         return pd.read_csv(path, header=None, compression="gzip").to_numpy(dtype=dtype, copy=True)
-    except ImportError:
-        with gzip.open(path, "rt") as f:
-            return np.loadtxt(f, delimiter=",", dtype=dtype, ndmin=2)
-    except (OSError, ValueError, EOFError) as e:
-        raise DataError(f"{path} is not a readable gzip CSV: {e}") from None
+    except (OSError, ValueError, EOFError, OverflowError) as e:  # UnicodeDecodeError is a ValueError
+        raise DataError(f"{path} is not a readable gzip CSV: {_first_line(e)}") from None
+    except MemoryError:
+        raise DataError(f"{path} is too large to read into memory") from None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _read_ogb(root: Path) -> Data:
@@ -518,7 +577,14 @@ def _read_ogb(root: Path) -> Data:
         raise DataError(f"{root}: node-label has {labels.size} rows but node-feat has {n}")
     if edges.ndim != 2 or edges.size(1) != 2:
         raise DataError(f"{root}/raw/edge.csv.gz must have two columns (src,dst)")
+    if edges.numel() and (edges.min() < 0 or edges.max() >= n):
+        raise DataError(f"{root}/raw/edge.csv.gz has node ids outside 0..{n - 1}")
     labelled = ~np.isnan(labels)
+    known = labels[labelled]
+    if known.size and ((known != np.round(known)).any() or known.min() < 0 or known.max() >= MAX_CLASSES):
+        raise DataError(
+            f"{root}/raw/node-label.csv.gz: labels must be integers in 0..{MAX_CLASSES - 1} (or empty)"
+        )
     y = torch.from_numpy(np.where(labelled, labels, -1).astype(np.int64))
     split = _ogb_split_dir(root)
     assert split is not None  # checked by _ogb_missing

@@ -26,11 +26,12 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import GATConv, GCNConv, SAGEConv
 
-from slimkit.core.config import Config, check_choice, check_positive, check_range
+from slimkit.core.config import Config, check_choice, check_range
 from slimkit.core.errors import ConfigError
 
 ARCHITECTURES = ("gcn", "sage", "gat")
 NORMS = ("none", "batch", "layer")
+MAX_HIDDEN = 65_536  # a width beyond this is a typo: one hidden×hidden layer would be 16 GiB
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,10 +59,10 @@ class GNNConfig(Config):
         super().__post_init__()
         check_choice("arch", self.arch, ARCHITECTURES)
         check_range("layers", self.layers, 1, 64)
-        check_positive("hidden", self.hidden)
+        check_range("hidden", self.hidden, 1, MAX_HIDDEN)
         check_range("dropout", self.dropout, 0.0, 1.0, hi_inclusive=False)
         check_choice("norm", self.norm, NORMS)
-        check_positive("heads", self.heads)
+        check_range("heads", self.heads, 1, 256)
         if self.arch == "gat" and self.hidden % self.heads:
             raise ConfigError(f"hidden={self.hidden} must be divisible by heads={self.heads} for gat")
 

@@ -16,8 +16,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
-from slimkit.core.config import Config, check_choice, check_positive, check_range
+from slimkit.core.config import Config, check_choice, check_range
 from slimkit.graph.views import View
+
+MAX_EPOCHS = 100_000  # beyond this a run would not end: a typo, refused before any work
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,11 +48,11 @@ class GraphTrainConfig(Config):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_positive("epochs", self.epochs)
-        check_positive("lr", self.lr)
+        check_range("epochs", self.epochs, 1, MAX_EPOCHS)
+        check_range("lr", self.lr, 0.0, 1e3, lo_inclusive=False)
         check_range("weight_decay", self.weight_decay, 0.0, None)
         check_range("grad_clip", self.grad_clip, 0.0, None)
-        check_range("eval_every", self.eval_every, 0, None)
+        check_range("eval_every", self.eval_every, 0, MAX_EPOCHS)
         check_choice("select", self.select, ("best-val", "last"))
 
 

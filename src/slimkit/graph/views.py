@@ -39,6 +39,7 @@ from slimkit.core.config import Config, check_choice, check_positive, check_rang
 from slimkit.core.errors import ConfigError, DataError
 
 VIEW_KINDS = ("full", "metis", "random", "neighbor", "saint-rw")
+MAX_SAMPLES = 10_000_000  # cap of batch sizes, walk roots, partitions (more than any graph slimkit reads)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,16 +71,16 @@ class ViewConfig(Config):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_choice("kind", self.kind, VIEW_KINDS)
-        check_range("num_parts", self.num_parts, 0, None)
-        check_positive("clusters_per_batch", self.clusters_per_batch)
+        check_range("num_parts", self.num_parts, 0, MAX_SAMPLES)
+        check_range("clusters_per_batch", self.clusters_per_batch, 1, MAX_SAMPLES)
         if not isinstance(self.fanouts, tuple) or not self.fanouts:
             raise ConfigError(f"fanouts must be a non-empty tuple of ints, got {self.fanouts!r}")
         for k in self.fanouts:
-            if isinstance(k, bool) or not isinstance(k, int) or (k < 1 and k != -1):
+            if isinstance(k, bool) or not isinstance(k, int) or (k < 1 and k != -1) or k > MAX_SAMPLES:
                 raise ConfigError(f"fanouts entries must be positive ints or -1 (all), got {k!r}")
-        check_positive("batch_size", self.batch_size)
-        check_positive("roots", self.roots)
-        check_range("walk_length", self.walk_length, 0, None)
+        check_range("batch_size", self.batch_size, 1, MAX_SAMPLES)
+        check_range("roots", self.roots, 1, MAX_SAMPLES)
+        check_range("walk_length", self.walk_length, 0, 1_000)
 
 
 @dataclass(frozen=True)

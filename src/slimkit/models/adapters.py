@@ -1,4 +1,4 @@
-"""Architecture adapters: where each supported family keeps its decoder blocks and linears.
+"""Architecture adapters: where a model keeps its decoder blocks and linears, for every causal LM.
 
 Compression, calibration and analysis code never hard-codes module paths; it asks the adapter:
 
@@ -7,89 +7,68 @@ Compression, calibration and analysis code never hard-codes module paths; it ask
         for role, linear in adapter.block_linears(block).items():   # {"q": Linear, "k": ..., ...}
             W = linear_weight(linear)                               # always [out_features, in_features]
 
-Supported: the llama family (Llama, Mistral, Qwen2 share module names), OPT, GPT-2. GPT-2's
-``Conv1D`` stores its weight as [in, out]; :func:`linear_weight` / :func:`set_linear_weight` hide
-that so every method sees [out, in]. GPT-2's fused query/key/value projection has the role ``qkv``.
+:func:`get_adapter` **discovers** the adapter of any Hugging Face causal LM from its module tree
+(:mod:`slimkit.models.discovery`: the blocks are the ``ModuleList`` of the model's
+``_no_split_modules`` class, the roles come from one traced forward) and caches it per model object.
+Roles keep the canonical names where they apply: ``q k v o`` (or fused ``qkv``) for attention,
+``gate up down`` (or fused ``gate_up``, ``down``) or ``fc1 fc2`` for the MLP.
+
+**Hand adapters** are kept only where discovery cannot be right, registered with
+:func:`register_adapter` and looked up by ``config.model_type``. Discovery cannot be right for a model
+that does not list its decoder layer class in ``_no_split_modules`` (transformers' BERT-style encoders,
+``openai-gpt``, ``ctrl``, ``biogpt``, ... declare none), or whose blocks differ in layout (hybrid
+attention/state-space stacks). No family slimkit tests needs one: llama, mistral, qwen2, qwen3,
+gemma2, gemma3, phi3, gpt_neox, falcon, opt and gpt2 are all discovered, so
+:data:`OVERRIDES` starts empty. A hand adapter may leave ``groups`` empty; the trace fills them in.
+
+:data:`LLAMA`, :data:`OPT` and :data:`GPT2` are the hand tables slimkit shipped before discovery.
+They are not used for dispatch any more; the tests check that discovery reproduces them exactly.
+
+GPT-2's ``Conv1D`` (recognised with ``isinstance``) stores its weight as [in, out]; :func:`linear_weight`
+/ :func:`set_linear_weight` hide that so every method sees [out, in]. This is a property of the module,
+not of the family, so adapters carry no transposition flag.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from slimkit.core.errors import UnsupportedArchitectureError
+from slimkit.models.discovery import (
+    TESTED_MODEL_TYPES,
+    ArchitectureAdapter,
+    complete,
+    discover,
+    is_conv1d,
+    is_linear,
+    skeleton_blocks_path,
+)
 
+__all__ = [
+    "ADAPTERS",
+    "GPT2",
+    "LLAMA",
+    "OPT",
+    "OVERRIDES",
+    "ArchitectureAdapter",
+    "adapter_for_model_type",
+    "block_linear_filter",
+    "get_adapter",
+    "is_linear",
+    "linear_in_features",
+    "linear_out_features",
+    "linear_weight",
+    "register_adapter",
+    "set_linear_weight",
+    "supported_model_types",
+]
 
-def _get(root: nn.Module, path: str) -> nn.Module:
-    mod = root
-    for part in path.split("."):
-        mod = getattr(mod, part)
-    return mod
-
-
-@dataclass(frozen=True)
-class ArchitectureAdapter:
-    """Module paths of one architecture family (paths relative to the ``*ForCausalLM`` model).
-
-    Attributes:
-        family: short name (``llama``, ``opt``, ``gpt2``).
-        model_types: the ``config.model_type`` values this adapter serves.
-        blocks_path: dotted path of the ``nn.ModuleList`` of decoder blocks.
-        roles: canonical role -> dotted path inside a block.
-        attention_roles / mlp_roles: which roles belong to attention and to the MLP.
-        embeddings: dotted paths of the input embeddings (token, and position where learned).
-        final_norm: dotted path of the norm after the last block.
-        lm_head: dotted path of the output projection.
-    """
-
-    family: str
-    model_types: tuple[str, ...]
-    blocks_path: str
-    roles: dict[str, str]
-    attention_roles: tuple[str, ...]
-    mlp_roles: tuple[str, ...]
-    embeddings: tuple[str, ...]
-    final_norm: str
-    lm_head: str = "lm_head"
-    transposed_weights: bool = False
-
-    def blocks(self, model: nn.Module) -> nn.ModuleList:
-        """The decoder blocks, in order."""
-        return _get(model, self.blocks_path)  # type: ignore[return-value]
-
-    def block_prefix(self, index: int) -> str:
-        """Fully-qualified name of block ``index`` (``model.layers.3``)."""
-        return f"{self.blocks_path}.{index}"
-
-    def block_linears(self, block: nn.Module) -> dict[str, nn.Module]:
-        """Role -> linear module of one block, attention roles first (the forward order)."""
-        return {role: _get(block, path) for role, path in self.roles.items()}
-
-    def role_of(self, relative_name: str) -> str | None:
-        """The role of a module given its name inside a block (``self_attn.q_proj`` -> ``q``)."""
-        for role, path in self.roles.items():
-            if path == relative_name:
-                return role
-        return None
-
-    def linear_names(self, model: nn.Module) -> list[str]:
-        """Fully-qualified names of every role linear in every block."""
-        n = len(self.blocks(model))
-        return [f"{self.block_prefix(i)}.{p}" for i in range(n) for p in self.roles.values()]
-
-    def embedding_modules(self, model: nn.Module) -> list[nn.Module]:
-        return [_get(model, p) for p in self.embeddings]
-
-    def lm_head_module(self, model: nn.Module) -> nn.Module:
-        return _get(model, self.lm_head)
-
-    def final_norm_module(self, model: nn.Module) -> nn.Module:
-        return _get(model, self.final_norm)
-
-
+# -- the pre-discovery hand tables (reference only: discovery must reproduce them) --------------------------------
 LLAMA = ArchitectureAdapter(
     family="llama",
     model_types=("llama", "mistral", "qwen2"),
@@ -107,6 +86,7 @@ LLAMA = ArchitectureAdapter(
     mlp_roles=("gate", "up", "down"),
     embeddings=("model.embed_tokens",),
     final_norm="model.norm",
+    groups=(("q", "k", "v"), ("o",), ("gate", "up"), ("down",)),
 )
 
 OPT = ArchitectureAdapter(
@@ -125,6 +105,7 @@ OPT = ArchitectureAdapter(
     mlp_roles=("fc1", "fc2"),
     embeddings=("model.decoder.embed_tokens", "model.decoder.embed_positions"),
     final_norm="model.decoder.final_layer_norm",
+    groups=(("q", "k", "v"), ("o",), ("fc1",), ("fc2",)),
 )
 
 GPT2 = ArchitectureAdapter(
@@ -136,57 +117,101 @@ GPT2 = ArchitectureAdapter(
     mlp_roles=("fc1", "fc2"),
     embeddings=("transformer.wte", "transformer.wpe"),
     final_norm="transformer.ln_f",
-    transposed_weights=True,
+    groups=(("qkv",), ("o",), ("fc1",), ("fc2",)),
 )
 
 ADAPTERS: tuple[ArchitectureAdapter, ...] = (LLAMA, OPT, GPT2)
 
+# model_type -> hand adapter, for families discovery cannot get right (none built in; see the docstring)
+OVERRIDES: dict[str, ArchitectureAdapter] = {}
+
+_DISCOVERED: weakref.WeakKeyDictionary[nn.Module, ArchitectureAdapter] = weakref.WeakKeyDictionary()
+
+
+def register_adapter(adapter: ArchitectureAdapter) -> ArchitectureAdapter:
+    """Use ``adapter`` instead of discovery for every ``model_type`` in ``adapter.model_types``."""
+    for model_type in adapter.model_types:
+        OVERRIDES[model_type] = adapter
+    return adapter
+
 
 def supported_model_types() -> list[str]:
-    return sorted(t for a in ADAPTERS for t in a.model_types)
+    """The model types known to work: those the tests discover, plus registered hand adapters."""
+    return sorted(set(TESTED_MODEL_TYPES) | set(OVERRIDES))
 
 
-def adapter_for_model_type(model_type: str) -> ArchitectureAdapter:
-    for adapter in ADAPTERS:
-        if model_type in adapter.model_types:
-            return adapter
-    raise UnsupportedArchitectureError(
-        f"unsupported architecture {model_type!r}; supported model types: {', '.join(supported_model_types())}"
-    )
+def adapter_for_model_type(
+    model_type: str, *, model_dir: str | Path | None = None, trust_remote_code: bool = False
+) -> ArchitectureAdapter | None:
+    """The hand adapter registered for ``model_type``, or ``None`` when discovery serves it.
+
+    Without a hand adapter, checks (on a ``meta``-device skeleton: no memory, no weights) that
+    transformers has a causal LM for the type whose decoder blocks can be found. The config is
+    ``model_dir``'s ``config.json`` when given, else transformers' default for ``model_type``.
+
+    Raises:
+        UnsupportedArchitectureError: transformers does not know the type, has no causal LM for it,
+            or discovery finds no decoder blocks in it (the message says what was looked for).
+    """
+    if model_type in OVERRIDES:
+        return OVERRIDES[model_type]
+    from transformers import AutoConfig
+
+    try:
+        if model_dir is not None:
+            config = AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+        else:
+            config = AutoConfig.for_model(model_type)
+    except Exception as e:
+        from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+        if model_type in CONFIG_MAPPING:  # a known type with a bad config: the loader reports it
+            return None
+        raise UnsupportedArchitectureError(
+            f"unsupported architecture {model_type!r}: transformers does not know this model type "
+            f"({type(e).__name__}); families tested with discovery: {', '.join(supported_model_types())}"
+        ) from None
+    skeleton_blocks_path(config, trust_remote_code=trust_remote_code)
+    return None
 
 
 def get_adapter(model: nn.Module) -> ArchitectureAdapter:
-    """The adapter for a Hugging Face causal LM (by ``model.config.model_type``)."""
+    """The adapter of a Hugging Face causal LM: its registered hand adapter, else discovered.
+
+    Discovery runs one short forward the first time a model object is seen; the result is cached
+    for that object (a copy is discovered anew).
+
+    Raises:
+        UnsupportedArchitectureError: not a Hugging Face model, or discovery fails (see
+            :func:`slimkit.models.discovery.discover`).
+    """
+    cached = _DISCOVERED.get(model)
+    if cached is not None:
+        return cached
     config = getattr(model, "config", None)
     model_type = getattr(config, "model_type", None)
     if model_type is None:
         raise UnsupportedArchitectureError(
-            f"{type(model).__name__} has no Hugging Face config; supported model types: "
-            f"{', '.join(supported_model_types())}"
+            f"{type(model).__name__} has no Hugging Face config (config.model_type); slimkit discovers the "
+            f"blocks of Hugging Face causal LMs (tested: {', '.join(supported_model_types())})"
         )
-    return adapter_for_model_type(model_type)
+    override = OVERRIDES.get(model_type)
+    adapter = complete(model, override) if override is not None else discover(model)
+    _DISCOVERED[model] = adapter
+    return adapter
 
 
 # -- weight access that hides GPT-2's transposed Conv1D ----------------------------------------------------
-def is_linear(module: nn.Module) -> bool:
-    """``nn.Linear`` or transformers' ``Conv1D`` (a linear layer with a transposed weight)."""
-    return isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"
-
-
-def _is_conv1d(module: nn.Module) -> bool:
-    return type(module).__name__ == "Conv1D"
-
-
 def linear_weight(module: nn.Module) -> torch.Tensor:
     """The weight as [out_features, in_features] (a view for ``Conv1D``; no copy)."""
-    return module.weight.t() if _is_conv1d(module) else module.weight
+    return module.weight.t() if is_conv1d(module) else module.weight
 
 
 def set_linear_weight(module: nn.Module, weight: torch.Tensor) -> None:
     """Write a [out_features, in_features] weight back in place (transposing for ``Conv1D``)."""
     with torch.no_grad():
         target = module.weight
-        src = weight.t() if _is_conv1d(module) else weight
+        src = weight.t() if is_conv1d(module) else weight
         target.copy_(src.to(dtype=target.dtype, device=target.device))
 
 

@@ -1,9 +1,15 @@
 """Tiny random models and a real tokenizer, for tests and examples (no download, milliseconds to build).
 
-Every family slimkit supports gets the same shape: 2 decoder blocks, hidden size 64, 4 attention
-heads (2 key/value heads where the family has grouped-query attention), MLP width 128, 256
-positions, a 512-token vocabulary. Special token ids match :func:`tiny_tokenizer`: pad 0, bos 1,
-eos 2. Dropout is off so a tiny model trains deterministically under a fixed seed.
+Every family slimkit tests gets the same shape: 2 decoder blocks, hidden size 64, 4 attention
+heads of 16 (2 key/value heads where the family has grouped-query attention; Falcon's default
+multi-query attention has 1), MLP width 128, 256 positions, a 512-token vocabulary. Special token ids
+match :func:`tiny_tokenizer`: pad 0, bos 1, eos 2. Dropout is off so a tiny model trains
+deterministically under a fixed seed.
+
+Families (the key is not always the ``model_type``): ``llama``, ``mistral``, ``qwen2``, ``qwen3``,
+``gemma2``, ``gemma3`` (text-only ``Gemma3ForCausalLM``, model type ``gemma3_text``; local and global
+layers alternate), ``phi3`` (fused ``qkv_proj`` and ``gate_up_proj``), ``gpt_neox``, ``falcon``
+(parallel attention and MLP on one layer norm), ``opt``, ``gpt2`` (``Conv1D`` linears).
 
     model = tiny_model("gpt2", seed=0)            # eval mode, float32
     tok = tiny_tokenizer()                        # byte-level BPE trained on a built-in English text
@@ -19,14 +25,20 @@ from typing import Any
 import torch
 from transformers import (
     AutoModelForCausalLM,
+    FalconConfig,
+    Gemma2Config,
+    Gemma3TextConfig,
     GPT2Config,
+    GPTNeoXConfig,
     LlamaConfig,
     MistralConfig,
     OPTConfig,
+    Phi3Config,
     PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerFast,
     Qwen2Config,
+    Qwen3Config,
 )
 
 from slimkit.core.errors import ConfigError
@@ -79,18 +91,60 @@ def _gpt2(vocab_size: int) -> dict[str, Any]:
     }
 
 
+def _head_dim(vocab_size: int) -> dict[str, Any]:
+    # qwen3 and gemma default to a head_dim far larger than hidden / heads
+    return {**_llama(vocab_size), "head_dim": HIDDEN // HEADS}
+
+
+def _gemma3(vocab_size: int) -> dict[str, Any]:
+    # every other layer local (sliding window), so both layer types are exercised
+    return {**_head_dim(vocab_size), "sliding_window_pattern": 2}
+
+
+def _gpt_neox(vocab_size: int) -> dict[str, Any]:
+    return {
+        "vocab_size": vocab_size,
+        "hidden_size": HIDDEN,
+        "intermediate_size": INTERMEDIATE,
+        "num_hidden_layers": LAYERS,
+        "num_attention_heads": HEADS,
+        "max_position_embeddings": POSITIONS,
+        "hidden_dropout": 0.0,
+        "attention_dropout": 0.0,
+    }
+
+
+def _falcon(vocab_size: int) -> dict[str, Any]:
+    return {
+        "vocab_size": vocab_size,
+        "hidden_size": HIDDEN,
+        "ffn_hidden_size": INTERMEDIATE,
+        "num_hidden_layers": LAYERS,
+        "num_attention_heads": HEADS,
+        "max_position_embeddings": POSITIONS,
+        "hidden_dropout": 0.0,
+        "attention_dropout": 0.0,
+    }
+
+
 # family -> (config class, its keyword arguments given the vocabulary size)
 FAMILIES: dict[str, tuple[type[PretrainedConfig], Callable[[int], dict[str, Any]]]] = {
     "llama": (LlamaConfig, _llama),
     "mistral": (MistralConfig, _llama),
     "qwen2": (Qwen2Config, _llama),
+    "qwen3": (Qwen3Config, _head_dim),
+    "gemma2": (Gemma2Config, _head_dim),
+    "gemma3": (Gemma3TextConfig, _gemma3),
+    "phi3": (Phi3Config, _llama),
+    "gpt_neox": (GPTNeoXConfig, _gpt_neox),
+    "falcon": (FalconConfig, _falcon),
     "opt": (OPTConfig, _opt),
     "gpt2": (GPT2Config, _gpt2),
 }
 
 
 def tiny_config(family: str = "llama", vocab_size: int = 512, **overrides: Any) -> PretrainedConfig:
-    """A tiny config of ``family`` (``llama``, ``mistral``, ``qwen2``, ``opt``, ``gpt2``).
+    """A tiny config of ``family`` (a key of :data:`FAMILIES`: ``llama``, ``gemma3``, ``gpt2``, ...).
 
     Args:
         family: architecture family. Default: ``"llama"``.

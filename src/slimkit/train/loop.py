@@ -29,7 +29,7 @@ from torch import nn
 
 from slimkit.core.devices import resolve_device
 from slimkit.core.errors import CheckpointError, ConfigError, DataError, SlimkitError
-from slimkit.core.progress import console, progress_bar
+from slimkit.core.progress import progress_bar
 from slimkit.core.seed import rng_state, seed_everything, set_rng_state
 from slimkit.train.checkpoint import (
     data_fingerprint,
@@ -246,13 +246,14 @@ def train(
                 bar.update(1, **fields)
         if ckpt_root is not None and saved_step != step:
             last_ckpt, saved_step = checkpoint(rng_state(), sampler.state_dict()), step
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        # the note travels with the exception: the CLI prints it as its one "interrupted" line
         if ckpt_root is not None and not updating and saved_step != step:
             rng, data_state = (rng_state(), sampler.state_dict()) if live else snapshot
             last_ckpt = checkpoint(rng, data_state)
-            console().print(f"interrupted: saved step {step} to {last_ckpt}; continue with resume")
-        elif ckpt_root is not None and updating:
-            console().print(f"interrupted inside an optimizer update; resume from {last_ckpt}")
+            raise KeyboardInterrupt(f"saved step {step} to {last_ckpt}; continue with --resume") from e
+        if ckpt_root is not None and updating:
+            raise KeyboardInterrupt(f"inside an optimizer update; --resume continues from {last_ckpt}") from e
         raise
     finally:
         model.train(was_training)

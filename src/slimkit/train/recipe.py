@@ -319,8 +319,12 @@ def _fresh_model(init: dict[str, Any], tokenizer: Any) -> torch.nn.Module:
     try:
         config = config_cls(**fields)
         return AutoModelForCausalLM.from_config(config)
-    except (ValueError, TypeError) as e:
-        raise ConfigError(f"model.init: transformers rejected the {family} config: {e}") from None
+    except Exception as e:  # ValueError, TypeError, huggingface_hub's StrictDataclass validation errors, ...
+        # the innermost message says what is wrong ("hidden size (30) is not a multiple of ...")
+        while e.__cause__ is not None or e.__context__ is not None:
+            e = e.__cause__ or e.__context__
+        reason = " ".join(str(e).split()) or type(e).__name__
+        raise ConfigError(f"model.init: transformers rejected the {family} config: {reason}") from None
 
 
 __all__ = ["TrainRecipe", "load_recipe", "train_from_yaml"]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from slimkit.compress.lowrank.svd import SVD_DTYPES
 from slimkit.core.config import Config, check_choice, check_range
 from slimkit.core.errors import ConfigError
+from slimkit.core.targeting import check_patterns
 
 TARGET_KINDS = ("params", "rank")
 
@@ -59,10 +60,9 @@ class LowRankConfig(Config):
         check_range(f"{name}.tolerance", self.tolerance, 0.0, 0.5, lo_inclusive=False)
         check_choice(f"{name}.svd_dtype", self.svd_dtype, SVD_DTYPES)
         for field_name in ("targets", "ignore"):
-            value = getattr(self, field_name)
-            if isinstance(value, str) or not all(isinstance(p, str) for p in value):
-                raise ConfigError(f"{name}.{field_name} must be a list of pattern strings, got {value!r}")
-            object.__setattr__(self, field_name, tuple(value))
+            object.__setattr__(
+                self, field_name, check_patterns(f"{name}.{field_name}", getattr(self, field_name))
+            )
 
     @property
     def target_kind(self) -> str:

@@ -25,7 +25,7 @@ from slimkit.compress.report import CompressionReport, MatrixReport
 from slimkit.core.config import Config, check_range
 from slimkit.core.errors import ConfigError, TargetError
 from slimkit.core.registry import Registry
-from slimkit.core.targeting import select_modules
+from slimkit.core.targeting import check_patterns, select_modules
 from slimkit.models.adapters import ArchitectureAdapter, block_linear_filter, get_adapter, linear_weight
 
 
@@ -76,10 +76,9 @@ class PruneConfig(Config):
                 "which shifts N per block, is not implemented); use pattern='unstructured'"
             )
         for field_name in ("targets", "ignore"):
-            value = getattr(self, field_name)
-            if isinstance(value, str) or not all(isinstance(p, str) for p in value):
-                raise ConfigError(f"{name}.{field_name} must be a list of pattern strings, got {value!r}")
-            object.__setattr__(self, field_name, tuple(value))
+            object.__setattr__(
+                self, field_name, check_patterns(f"{name}.{field_name}", getattr(self, field_name))
+            )
 
     @property
     def needs_calibration(self) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from slimkit.core.config import check_range
-from slimkit.debias.config import DebiasConfig
+from slimkit.debias.config import MAX_BATCH, MAX_EPOCHS, DebiasConfig
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,9 +50,9 @@ class SebraConfig(DebiasConfig):
         super().__post_init__()
         check_range("beta_inv", self.beta_inv, 0.0, None)
         check_range("p_critical", self.p_critical, 0.0, 1.0, lo_inclusive=False, hi_inclusive=False)
-        check_range("max_rounds", self.max_rounds, 1, None)
-        check_range("rank_lr", self.rank_lr, 0.0, None, lo_inclusive=False)
-        check_range("rank_batch_size", self.rank_batch_size, 1, None)
-        check_range("gap", self.gap, 1, None)
+        check_range("max_rounds", self.max_rounds, 1, MAX_EPOCHS)
+        check_range("rank_lr", self.rank_lr, 0.0, 1e3, lo_inclusive=False)
+        check_range("rank_batch_size", self.rank_batch_size, 1, MAX_BATCH)
+        check_range("gap", self.gap, 1, MAX_BATCH)
         check_range("temperature", self.temperature, 0.0, None, lo_inclusive=False)
         check_range("cls_weight", self.cls_weight, 0.0, None)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from slimkit.core.config import Config, check_choice, check_positive, check_range
+from slimkit.core.config import Config, check_choice, check_range
 from slimkit.graph.models import GNNConfig
 from slimkit.graph.train import GraphTrainConfig
 from slimkit.graph.views import ViewConfig
 
 INITS = ("shared", "independent")
 SOUP_NAMES = ("uniform", "greedy", "greedy-interp")
+MAX_INGREDIENTS = 1_024  # each ingredient is a full model held in memory until the soup is made
+MAX_INTERP_GRID = 1_001
+MAX_SEED = 2**32 - 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,8 +51,8 @@ class LadlingConfig(Config):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_positive("ingredients", self.ingredients)
+        check_range("ingredients", self.ingredients, 1, MAX_INGREDIENTS)
         check_choice("init", self.init, INITS)
         check_choice("soup", self.soup, SOUP_NAMES)
-        check_range("interp_grid", self.interp_grid, 2, None)
-        check_range("seed", self.seed, 0, None)
+        check_range("interp_grid", self.interp_grid, 2, MAX_INTERP_GRID)
+        check_range("seed", self.seed, 0, MAX_SEED)

@@ -120,9 +120,12 @@ def save_run(
     *,
     baseline: BaselineResult | None = None,
     extra: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    protect: tuple[str | Path, ...] = (),
 ) -> Path:
-    """Write the run's files to ``out`` (atomically: all of them or none)."""
-    with atomic_dir(out) as tmp:
+    """Write the run's files to ``out`` (atomically: all of them or none). ``overwrite`` and ``protect``
+    (input paths ``out`` may not be or contain) as in :func:`slimkit.core.io.atomic_dir`."""
+    with atomic_dir(out, overwrite=overwrite, protect=protect) as tmp:
         write_json(tmp / "results.json", results_dict(result, dataset, baseline=baseline, extra=extra))
         write_json(tmp / "soups.json", soups_detail(result))
         save_tensors(tmp / "soup.safetensors", result.soup.state, metadata={"soup": result.config.soup})
