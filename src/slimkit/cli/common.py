@@ -16,7 +16,8 @@ DEFAULT_MODEL = "default"
 def resolve_model(
     model: str | None, *, device: str = "cpu", dtype: str | None = None
 ) -> tuple[Any, Any, str]:
-    """Load ``model`` (a directory, or ``default``/None for the built-in world's default model).
+    """Load ``model``: a directory, a ``.gguf`` file, a named offline model (``smollm2-135m``), or
+    ``default``/None for the built-in world's default model.
 
     Returns (model, tokenizer, display name).
     """
@@ -29,6 +30,14 @@ def resolve_model(
 
     m, tok = load_model(model, device=device, dtype=dtype)
     return m, tok, str(Path(model))
+
+
+def model_source_dir(model: str) -> Path:
+    """The directory a model argument loads from: itself, or for a ``.gguf`` file or a named model
+    (``smollm2-135m``) its converted directory in the cache (e.g. to record as a parent)."""
+    from slimkit.models.named import resolve_model_source
+
+    return resolve_model_source(model)
 
 
 def metrics_table(metrics: dict[str, dict[str, Any]], title: str | None = None) -> Table:

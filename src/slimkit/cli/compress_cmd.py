@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from slimkit.cli.common import resolve_model, stdout
+from slimkit.cli.common import model_source_dir, resolve_model, stdout
 
 HELP = (
     "Compress a model directory (or `default`) and save the result to --out.\n\n"
@@ -105,11 +105,13 @@ def compress(
     check_choice("storage", storage, STORAGES)
     resolve_device(device)
     # every check that can fail runs before the model is loaded and compressed
-    check_output_dir(out, protect=() if model == "default" else (model,), overwrite=overwrite)
+    # a named model or a .gguf file loads from its converted directory in the cache: protect both
+    source = None if model == "default" else model_source_dir(model)
+    check_output_dir(out, protect=() if source is None else (model, source), overwrite=overwrite)
     m, tok, name = resolve_model(model, device="cpu", dtype=dtype)
     calib_ids = calibration_for(cfg, tok, calib, nsamples=nsamples, seqlen=seqlen, seed=seed, model=m)
     report = compress_(m, cfg, calib=calib_ids, device=device)
-    parent = None if model == "default" else model
+    parent = source
     if parent is None:
         from slimkit.models.default import default_model_dir
 

@@ -18,6 +18,7 @@ from slimkit.cli import (
     finetune_cmd,
     graph_cmd,
     junkdna_cmd,
+    models_cmd,
     report_cmd,
     study_cmd,
     train_cmd,
@@ -48,6 +49,8 @@ app.command("junkdna", help=junkdna_cmd.HELP)(junkdna_cmd.junkdna)
 app.command("report", help=report_cmd.HELP)(report_cmd.report)
 app.add_typer(graph_cmd.app, name="graph")
 app.add_typer(debias_cmd.app, name="debias")
+app.command("import", help=models_cmd.IMPORT_HELP)(models_cmd.import_model)
+app.add_typer(models_cmd.app, name="models")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,5 +1,6 @@
 """Hugging Face causal LMs in slimkit: safe load/save of model directories, architecture adapters,
-``slimkit.json`` metadata and restorers, and tiny models for tests.
+``slimkit.json`` metadata and restorers, GGUF import, named offline models (``smollm2-135m``), and
+tiny models for tests.
 
 ``default_model`` (the factworld model, trained on first use) is imported only when asked for.
 """
@@ -15,6 +16,7 @@ from slimkit.models.adapters import (
     linear_weight,
     set_linear_weight,
 )
+from slimkit.models.gguf import convert_gguf, read_gguf_info
 from slimkit.models.loading import load_model, resolve_device, resolve_dtype, save_model
 from slimkit.models.metadata import (
     model_hash,
@@ -23,6 +25,7 @@ from slimkit.models.metadata import (
     register_storage_reader,
     write_slimkit_json,
 )
+from slimkit.models.named import install_named_model, known_model_names, list_named_models
 from slimkit.models.tiny import tiny_config, tiny_model, tiny_tokenizer
 
 
@@ -37,12 +40,17 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ArchitectureAdapter",
+    "convert_gguf",
     "default_model",
     "get_adapter",
+    "install_named_model",
     "is_linear",
+    "known_model_names",
     "linear_weight",
+    "list_named_models",
     "load_model",
     "model_hash",
+    "read_gguf_info",
     "read_slimkit_json",
     "register_restorer",
     "register_storage_reader",

@@ -37,7 +37,7 @@ from transformers.utils import logging as hf_logging
 
 from slimkit.core.devices import resolve_device
 from slimkit.core.errors import ConfigError, ModelLoadError, SlimkitError
-from slimkit.core.io import atomic_dir
+from slimkit.core.io import atomic_dir, parse_json
 from slimkit.models.adapters import adapter_for_model_type
 from slimkit.models.metadata import (
     get_restorer,
@@ -61,6 +61,10 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "spiece.model")
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+MAX_CONFIG_BYTES = 1 << 20
+# config fields that size the model: checked against the weights before anything is allocated
+SIZE_FIELDS = ("num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads", "vocab_size")
+_BLOCK_INDEX = re.compile(r"^(.*?)\.(\d+)\.")
 
 
 # -- options ---------------------------------------------------------------------------------------------------
@@ -122,9 +126,11 @@ def _read_config(model_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ModelLoadError(f"no config.json in {model_dir}; is this a Hugging Face model directory?")
     try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelLoadError(f"{path} is not valid JSON: {e}") from None
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ModelLoadError(f"{path} is {path.stat().st_size:,} bytes; a config.json is a few KB")
+        config = parse_json(path.read_text(encoding="utf-8"), str(path), error=ModelLoadError)
+    except UnicodeDecodeError as e:
+        raise ModelLoadError(f"{path} is not UTF-8 text: {_first_line(e)}") from None
     if not isinstance(config, dict) or not config.get("model_type"):
         raise ModelLoadError(f"{path} has no 'model_type'; cannot tell the architecture")
     return config
@@ -136,11 +142,22 @@ def _weight_files(model_dir: Path) -> list[Path]:
     if index.is_file():
         try:
             weight_map = json.loads(index.read_text())["weight_map"]
-            shards = sorted({model_dir / name for name in weight_map.values()})
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as e:
+            names = set(weight_map.values())
+            if not all(isinstance(name, str) for name in names):
+                raise TypeError("shard names must be strings")
+        except (
+            json.JSONDecodeError,
+            UnicodeDecodeError,
+            KeyError,
+            TypeError,
+            AttributeError,
+            RecursionError,
+            ValueError,
+        ) as e:
             raise ModelLoadError(
                 f"{index} is malformed (need a 'weight_map' object): {_first_line(e)}"
             ) from None
+        shards = sorted(_shard_path(model_dir, index, name) for name in names)
         missing = [p.name for p in shards if not p.is_file()]
         if missing:
             raise ModelLoadError(f"{index} lists shard(s) missing from the directory: {', '.join(missing)}")
@@ -161,6 +178,17 @@ def _weight_files(model_dir: Path) -> list[Path]:
     return files
 
 
+def _shard_path(model_dir: Path, index: Path, name: str) -> Path:
+    # a shard is a file of this directory: an index naming "../x" or "/etc/x" (or a link leading out)
+    # would make slimkit read, hash and copy files from elsewhere
+    path = model_dir / name
+    if Path(name).is_absolute() or len(Path(name).parts) != 1 or name in (".", ".."):
+        raise ModelLoadError(f"{index} names shard {name!r}, which is not a file name inside {model_dir}")
+    if path.exists() and path.resolve().parent != model_dir.resolve():
+        raise ModelLoadError(f"{index} names shard {name!r}, a link that leads outside {model_dir}")
+    return path
+
+
 def _check_safetensors(path: Path) -> None:
     # the header lists every tensor's byte range; safetensors refuses a file those ranges do not cover,
     # so reading the keys catches truncation and garbage without reading the data
@@ -172,6 +200,84 @@ def _check_safetensors(path: Path) -> None:
             f"{path} is not a readable safetensors file (truncated or corrupt? {_first_line(e)}); "
             "copy or export it again"
         ) from None
+
+
+def _stored_shapes(files: list[Path]) -> dict[str, tuple[int, ...]]:
+    # shapes come from the safetensors headers: nothing is read from the data section
+    shapes: dict[str, tuple[int, ...]] = {}
+    for path in files:
+        with safe_open(str(path), framework="pt") as f:
+            for key in f.keys():  # noqa: SIM118 - safe_open is not a mapping
+                shapes[key] = tuple(f.get_slice(key).get_shape())
+    return shapes
+
+
+def _stored_block_count(shapes: dict[str, tuple[int, ...]]) -> int | None:
+    """Blocks in the weights: 1 + the largest index under the prefix with the most indices (``model.layers``)."""
+    indices: dict[str, set[int]] = {}
+    for key in shapes:
+        match = _BLOCK_INDEX.match(key)
+        if match:
+            indices.setdefault(match.group(1), set()).add(int(match.group(2)))
+    if not indices:
+        return None
+    return max(max(found) for found in indices.values() if len(found) == max(map(len, indices.values()))) + 1
+
+
+def _check_config_sizes(model_dir: Path, files: list[Path], trust_remote_code: bool) -> None:
+    """Refuse a config.json whose sizes cannot describe the stored weights, before anything is built.
+
+    A config claiming 10^6 layers would build them for minutes (even on the ``meta`` device), and one
+    with fewer layers than the weights silently evaluates a truncated model. So the sizing fields must
+    be positive integers and the layer count must equal the stored block count. A config transformers
+    cannot read at all is left to the architecture check, which names the model type.
+    """
+    try:
+        config = AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    except Exception:
+        return
+    for field in SIZE_FIELDS:
+        value = getattr(config, field, None)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ModelLoadError(f"{model_dir}/config.json: {field}={value!r} must be a positive integer")
+    layers = getattr(config, "num_hidden_layers", None)
+    stored = _stored_block_count(_stored_shapes(files))
+    if layers is not None and stored is not None and layers != stored:
+        raise ModelLoadError(
+            f"{model_dir}/config.json: num_hidden_layers={layers} but the weights hold {stored} blocks; "
+            "config.json does not match the weights"
+        )
+
+
+def _check_shapes_on_meta(model_dir: Path, files: list[Path], trust_remote_code: bool) -> None:
+    """Every tensor the stored weights and the model built on the ``meta`` device (no memory) both name
+    must have one shape: a config claiming a larger hidden size would otherwise allocate the larger
+    model before transformers compares shapes."""
+    shapes = _stored_shapes(files)
+    try:
+        config = AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+        with torch.device("meta"):
+            skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    except Exception as e:
+        raise ModelLoadError(
+            f"transformers could not build the model of {model_dir}: {_first_line(e)}"
+        ) from e
+    for key, tensor in skeleton.state_dict().items():
+        saved = shapes.get(key)
+        if saved is not None and saved != tuple(tensor.shape):
+            raise ModelLoadError(
+                f"{model_dir}: tensor {key} has shape {saved} but config.json implies {tuple(tensor.shape)}; "
+                "config.json does not match the weights"
+            )
+
+
+def _check_finite(model: nn.Module, model_dir: Path) -> None:
+    # a NaN/inf weight makes every metric NaN; say which tensor instead of reporting garbage
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ModelLoadError(f"{model_dir}: tensor {name} holds NaN or infinite values")
 
 
 def _check_tokenizer_files(model_dir: Path) -> None:
@@ -194,7 +300,9 @@ def load_model(
     """Load a causal LM (and its tokenizer) from a local model directory, in eval mode.
 
     Args:
-        path: the model directory (plain Hugging Face, or written by :func:`save_model`).
+        path: the model directory (plain Hugging Face, or written by :func:`save_model`), a ``.gguf``
+            file (converted once into the cache, :mod:`slimkit.models.gguf`) or the name of a named
+            offline model such as ``"smollm2-135m"`` (:mod:`slimkit.models.named`).
         dtype: ``"float32"``, ``"bfloat16"``, ``"float16"``, ``"auto"`` or a ``torch.dtype``.
             Default: ``None`` = ``"auto"`` (the dtype recorded in ``config.json``).
         device: where the model goes. Default: ``"cpu"``.
@@ -212,12 +320,19 @@ def load_model(
     """
     torch_dtype = resolve_dtype(dtype)
     target = resolve_device(device)
-    model_dir = _check_dir(path)
-    adapter_for_model_type(_read_config(model_dir)["model_type"])
-    meta = read_slimkit_json(model_dir)
+    from slimkit.models.named import resolve_model_source  # lazy: named -> gguf -> loading
+
+    # a .gguf file or a named offline model (smollm2-135m) -> its converted directory in the cache
+    model_dir = _check_dir(resolve_model_source(path))
+    model_type = _read_config(model_dir)["model_type"]
     files = _weight_files(model_dir)
+    # sizes first: the architecture check below builds the model on the meta device
+    _check_config_sizes(model_dir, files, trust_remote_code)
+    adapter_for_model_type(model_type, model_dir=model_dir, trust_remote_code=trust_remote_code)
+    meta = read_slimkit_json(model_dir)
     if with_tokenizer:
         _check_tokenizer_files(model_dir)
+    _check_shapes_on_meta(model_dir, files, trust_remote_code)
 
     with _quiet_transformers():
         if needs_restore(meta):
@@ -225,6 +340,7 @@ def load_model(
         else:
             model = _load_plain(model_dir, torch_dtype, trust_remote_code)
         tokenizer = _load_tokenizer(model_dir, trust_remote_code) if with_tokenizer else None
+    _check_finite(model, model_dir)
     return model.to(target).eval(), tokenizer
 
 
@@ -351,28 +467,38 @@ def save_model(
     metadata: dict[str, Any] | None = None,
     parent: str | Path | None = None,
     state_dict: dict[str, torch.Tensor] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write a model directory atomically: HF files + tokenizer + ``slimkit.json``; returns its path.
 
     Args:
         model: a transformers causal LM (possibly with slimkit modules inside).
         tokenizer: saved beside it when given.
-        out_dir: the directory to write; an existing one is replaced only once everything is written.
+        out_dir: the directory to write; an existing one is replaced only once everything is written,
+            and only when slimkit wrote it (or ``overwrite``); never when it is or contains ``parent``.
         metadata: extra ``slimkit.json`` fields (method, config, report, ``storage``, ``restore``, ...).
         parent: the directory the model came from (its :func:`model_hash` is recorded) or that hash.
         state_dict: tensors to store instead of ``model.state_dict()`` (e.g. a compact encoding read
             back by a storage reader).
+        overwrite: replace an existing ``out_dir`` even if slimkit did not write it. Default: ``False``.
 
     Raises:
         ModelLoadError: ``parent`` is neither a model directory nor a sha256 hash.
         ConfigError: ``metadata`` is not JSON-serialisable or reuses a standard field.
+        SlimkitError: ``out_dir`` cannot be written or may not be replaced (see
+            :func:`slimkit.core.io.check_output_dir`).
     """
     out_dir = Path(out_dir)
     parent_hash, parent_path = _parent_fields(parent)
-    with atomic_dir(out_dir) as tmp, _quiet_transformers():
+    protect = (parent,) if parent is not None and Path(parent).is_dir() else ()
+    with atomic_dir(out_dir, overwrite=overwrite, protect=protect) as tmp, _quiet_transformers():
         # transformers writes config.json, generation_config.json and the (sharded) safetensors,
         # saving tied embeddings once
-        model.save_pretrained(tmp, state_dict=state_dict)
+        # a directory slimkit restores itself (low-rank factors, bitmask storage) is read key by key, so
+        # its keys must be the module names: transformers' "original format" renames some on save
+        # (GPT-NeoX's lm_head -> embed_out) and renames them back only inside from_pretrained
+        restored = bool(metadata and (metadata.get("restore") or metadata.get("storage")))
+        model.save_pretrained(tmp, state_dict=state_dict, save_original_format=not restored)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         write_slimkit_json(
