@@ -6,27 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-import typer
-
-from slimkit.cli.errors import run_cli
-from slimkit.cli.main import app
-
-COMMAND = typer.main.get_command(app)
-
-
-def run(args: list[str], capsys) -> tuple[int, str, str]:
-    code = run_cli(COMMAND, [str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def assert_one_line_error(code: int, err: str, *needles: str) -> None:
-    assert code == 2, err
-    assert "Traceback" not in err
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    for needle in needles:
-        assert needle.lower() in err.lower(), (needle, err)
+from cli_helpers import assert_one_line_error, run
 
 
 @pytest.fixture(scope="module")

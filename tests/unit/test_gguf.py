@@ -8,34 +8,16 @@ from pathlib import Path
 
 import pytest
 import torch
-import typer
+from cli_helpers import assert_one_line_error, run
 
 # the gguf package is in the dev extra: without it these tests fail (slimkit says what to install)
 from gguf_files import CHAT_TEMPLATE, quantize_like_q8_0, write_llama_gguf
 
-from slimkit.cli.errors import run_cli
-from slimkit.cli.main import app
 from slimkit.core.errors import ConfigError, ModelLoadError, SlimkitError, UnsupportedArchitectureError
 from slimkit.models import gguf as G
 from slimkit.models import load_model, read_slimkit_json, tiny_model, tiny_tokenizer
 
-COMMAND = typer.main.get_command(app)
 TEXT = "The river runs past the old mill and under the stone bridge before it reaches the sea."
-
-
-def run(args, capsys):
-    code = run_cli(COMMAND, [str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def assert_one_line_error(code: int, err: str, *needles: str) -> None:
-    assert code == 2, err
-    assert "Traceback" not in err
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    for needle in needles:
-        assert needle.lower() in err.lower(), (needle, err)
 
 
 @pytest.fixture(autouse=True)

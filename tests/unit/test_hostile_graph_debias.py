@@ -21,31 +21,16 @@ import torch
 pytest.importorskip("torch_geometric")
 scipy_sparse = pytest.importorskip("scipy.sparse")
 
-import typer  # noqa: E402
+from cli_helpers import assert_one_line_error as one_line_error  # noqa: E402
+from cli_helpers import read_only_dir  # noqa: E402
+from cli_helpers import run as cli  # noqa: E402
 
-from slimkit.cli.errors import run_cli  # noqa: E402
-from slimkit.cli.main import app  # noqa: E402
 from slimkit.core.errors import ConfigError, DataError, SlimkitError  # noqa: E402
 from slimkit.debias import read_metadata_csv  # noqa: E402
 from slimkit.graph import load_dataset, parse_dataset_spec  # noqa: E402
 from slimkit.graph.planetoid import MAX_DENSE_ENTRIES, read_planetoid  # noqa: E402
 
-COMMAND = typer.main.get_command(app)
-
-
 # -- helpers -------------------------------------------------------------------------------------------
-def cli(args: list, capsys) -> tuple[int, str, str]:
-    code = run_cli(COMMAND, [str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def one_line_error(code: int, err: str, *needles: str) -> None:
-    assert code == 2, err
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle.lower() in err.lower(), (needle, err)
 
 
 def nothing_written(out: Path) -> None:
@@ -659,21 +644,9 @@ def test_out_may_not_be_the_dataset_directory(tmp_path, capsys, monkeypatch):
 
 
 def test_read_only_out_parent_fails_before_work(tmp_path, capsys):
-    import subprocess
-
-    parent = tmp_path / "ro"
-    parent.mkdir()
-    # root ignores permission bits; the immutable attribute holds for root too
-    if subprocess.run(["chattr", "+i", str(parent)], capture_output=True).returncode != 0:
-        if os.geteuid() == 0:
-            pytest.skip("cannot make a directory read-only here (no chattr, and root ignores permissions)")
-        parent.chmod(0o500)
-    try:
+    with read_only_dir(tmp_path / "ro") as parent:
         code, _, err = cli(["graph", "ladling", "--dataset", "karate", "--out", parent / "o"], capsys)
         one_line_error(code, err, "not writable")
-    finally:
-        subprocess.run(["chattr", "-i", str(parent)], capture_output=True)
-        parent.chmod(0o700)
 
 
 def test_every_error_here_is_a_slimkit_error():

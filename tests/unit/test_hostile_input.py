@@ -20,22 +20,16 @@ from pathlib import Path
 
 import pytest
 import torch
-import typer
+from cli_helpers import assert_one_line_error as one_line
+from cli_helpers import read_only_dir
+from cli_helpers import run as cli
 
-from slimkit.cli.errors import run_cli
-from slimkit.cli.main import app
 from slimkit.core.errors import ConfigError, DataError, ModelLoadError, SlimkitError
 
-COMMAND = typer.main.get_command(app)
 SCRIPT = Path(sys.executable).with_name("slimkit")
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------
-def cli(args: list, capsys) -> tuple[int, str, str]:
-    """In-process, through the same handler the console script uses."""
-    code = run_cli(COMMAND, [str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def script(args: list, *, cwd: Path | None = None, timeout: float = 120) -> tuple[int, str, str]:
@@ -45,15 +39,6 @@ def script(args: list, *, cwd: Path | None = None, timeout: float = 120) -> tupl
         [str(SCRIPT), *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=cwd
     )
     return proc.returncode, proc.stdout, proc.stderr
-
-
-def one_line(code: int, err: str, *needles: str, exit_code: int = 2) -> None:
-    assert code == exit_code, (code, err)
-    assert "Traceback" not in err, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    for needle in needles:
-        assert needle.lower() in lines[0].lower(), (needle, lines[0])
 
 
 def listing(root: Path) -> list[str]:
@@ -252,21 +237,12 @@ def test_output_under_a_file(tmp_path, tiny_dir, capsys):
 
 
 def test_output_in_a_read_only_directory(tmp_path, tiny_dir, capsys):
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    if subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode != 0:
-        if os.geteuid() == 0:
-            pytest.skip("cannot make a directory read-only here (no chattr, and root ignores permissions)")
-        locked.chmod(0o555)
-    try:
+    with read_only_dir(tmp_path / "locked") as locked:
         code, _, err = cli(["compress", tiny_dir, "--method", "magnitude", "--out", locked / "o"], capsys)
         one_line(code, err, "not writable")
         code, _, err = cli(["eval", tiny_dir, "--suite", "ppl", "--out", locked / "r.json"], capsys)
         one_line(code, err, "not writable")
-    finally:
-        subprocess.run(["chattr", "-i", str(locked)], capture_output=True)
-        locked.chmod(0o755)
-    assert listing(locked) == []
+    assert listing(tmp_path / "locked") == []
 
 
 def test_empty_out_and_the_current_directory(tmp_path, tiny_dir, capsys, monkeypatch):

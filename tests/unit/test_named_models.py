@@ -13,31 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
-import typer
+from cli_helpers import assert_one_line_error, run
 from gguf_files import write_llama_gguf
 
-from slimkit.cli.errors import run_cli
-from slimkit.cli.main import app
 from slimkit.core.errors import ModelLoadError, SlimkitError
 from slimkit.models import load_model, save_model, tiny_model, tiny_tokenizer
 from slimkit.models import named as N
-
-COMMAND = typer.main.get_command(app)
-
-
-def run(args, capsys):
-    code = run_cli(COMMAND, [str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def assert_one_line_error(code: int, err: str, *needles: str) -> None:
-    assert code == 2, err
-    assert "Traceback" not in err
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    for needle in needles:
-        assert needle.lower() in err.lower(), (needle, err)
 
 
 @pytest.fixture(autouse=True)
