@@ -1,20 +1,28 @@
 """slimkit vs llm-compressor: Wanda and SparseGPT, unstructured 50% and 2:4, same model and data.
 
-For each model x method x pattern, both tools prune a fresh copy of the same model directory with the
-same calibration token ids (same sequences, same order, processed in chunks of the same size), then
-perplexity is measured by the same code on the same held-out windows. Each trial runs in its own
-subprocess so peak memory (max RSS, or CUDA max allocated on a GPU) is that trial's alone. Prints a
-table with ratios and writes ``benchmarks/results/prune_vs_llmcompressor.json``.
+For each model x method x pattern, both tools prune a fresh copy of the same model with the same
+calibration token ids (same sequences, same order, processed in chunks of the same size), then
+perplexity is measured by the same code on the same held-out text (scored as written, see
+``slimkit.evaluate.perplexity``). Each trial runs in its own subprocess so peak memory (max RSS, or
+CUDA max allocated on a GPU) and CPU time are that trial's alone. Prints a table with ratios and
+writes ``benchmarks/results/prune_vs_llmcompressor.json``.
 
-llm-compressor is a benchmark-only dependency and pins an older transformers, so run this from a
-separate environment (it runs offline from local directories)::
+Time is wall-clock seconds of the pruning call (``time``) and the CPU seconds the trial process used
+for it (``cpu``, user + system, all threads): on a machine shared with other work the wall time is
+noisy and the CPU time less so. The load average before each trial is recorded.
 
-    python -m venv .venv-bench && .venv-bench/bin/pip install torch==2.13.0 \\
-        && .venv-bench/bin/pip install llmcompressor==0.14.0.1 && .venv-bench/bin/pip install -e .
-    .venv-bench/bin/python benchmarks/prune_vs_llmcompressor.py --models default,random85m
+llm-compressor is a benchmark-only dependency. It declares ``transformers<=5.17``; with care it runs
+beside a newer one (install it without its dependencies, then only the missing ones, and check that
+torch and transformers did not move)::
+
+    .venv/bin/pip install --no-deps llmcompressor==0.14.0.1 compressed-tensors==0.19.0 loguru nvidia-ml-py
+    .venv/bin/python benchmarks/prune_vs_llmcompressor.py --models smollm2-135m \\
+        --nsamples 32 --seqlen 512 --eval-seqlen 512
 
 Models: ``default`` (the factworld default model), ``random85m`` (a random-init LLaMA, 768 hidden x
-12 layers, ~85M parameters, the size the issue's reference timings used), or a model directory.
+12 layers, ~85M parameters), a named offline model (``smollm2-135m``: real-text calibration from
+``python-docs:calib``, perplexity on ``python-docs:eval``), or a model directory (real text too).
+``--calib-source`` / ``--eval-data`` override the text.
 """
 
 from __future__ import annotations
@@ -63,8 +71,24 @@ SETTINGS = [
 ]
 
 
-def prepare_model(spec: str, workdir: Path) -> Path:
-    """A model directory for ``spec`` (building the random 85M LLaMA once)."""
+SYNTHETIC = ("default", *RANDOM_SHAPES)  # models that speak the built-in world's language
+
+
+def text_sources(spec: str, args: argparse.Namespace) -> tuple[str, str]:
+    """(calibration source, evaluation source) for ``spec``: the world's text for the world's models,
+    real English (Python's own documentation, two disjoint parts) for real ones."""
+    calib, data = (
+        ("world:corpus", "world:heldout") if spec in SYNTHETIC else ("python-docs:calib", "python-docs:eval")
+    )
+    return args.calib_source or calib, args.eval_data or data
+
+
+def prepare_model(spec: str, workdir: Path) -> Path | str:
+    """A model directory for ``spec`` (building the random 85M LLaMA once); a named model as its name."""
+    from slimkit.models import known_model_names
+
+    if spec in known_model_names():
+        return spec
     if spec == "default":
         from slimkit.models.default import default_model_dir
 
@@ -92,24 +116,33 @@ def prepare_model(spec: str, workdir: Path) -> Path:
     return Path(spec)
 
 
-def calibration(model_dir: Path, nsamples: int, seqlen: int, seed: int, workdir: Path) -> Path:
+def calibration(
+    model_dir: Path | str, source: str, nsamples: int, seqlen: int, seed: int, workdir: Path
+) -> tuple[Path, dict]:
+    """The calibration ids both tools get (written once), and what of the source they cover."""
     from safetensors.torch import save_file
 
-    from slimkit.data.calibration import sample_calibration
+    from slimkit.data.calibration import draw_calibration
     from slimkit.data.sources import read_documents
     from slimkit.models import load_model
 
     _, tok = load_model(model_dir)
-    ids = sample_calibration(tok, read_documents("world:corpus"), nsamples=nsamples, seqlen=seqlen, seed=seed)
-    path = workdir / f"calib-{model_dir.name}-{nsamples}x{seqlen}.safetensors"
-    save_file({"input_ids": ids}, str(path))
-    return path
+    drawn = draw_calibration(tok, read_documents(source), nsamples=nsamples, seqlen=seqlen, seed=seed)
+    safe = source.replace(":", "-").replace("/", "_")
+    path = workdir / f"calib-{Path(str(model_dir)).name}-{safe}-{nsamples}x{seqlen}.safetensors"
+    save_file({"input_ids": drawn.ids}, str(path))
+    return path, drawn.coverage.to_dict()
 
 
-def evaluate_ppl(model, tok, seqlen: int) -> float:
+def evaluate_ppl(model, tok, data: str, seqlen: int) -> float:
     from slimkit.evaluate import perplexity
 
-    return perplexity(model, tok, "world:heldout", seqlen=seqlen, batch_size=16).ppl
+    return perplexity(model, tok, data, seqlen=seqlen, batch_size=16).ppl
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def peak_memory_mib(device: str) -> float:
@@ -131,6 +164,8 @@ def trial(args: argparse.Namespace) -> None:
     rss_before = peak_memory_mib("cpu")
     if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
+    load = os.getloadavg()[0]
+    cpu_start = cpu_seconds()
     start = time.perf_counter()
     if args.tool == "slimkit":
         from slimkit.compress import build_config, compress_
@@ -164,17 +199,20 @@ def trial(args: argparse.Namespace) -> None:
             pipeline="basic" if args.onepass else "sequential",
         )
     elapsed = time.perf_counter() - start
+    cpu_s = cpu_seconds() - cpu_start
     peak = peak_memory_mib(args.device)
     model.to("cpu")
     linears = [m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and "lm_head" not in n]
     zeros = sum(int((m.weight == 0).sum()) for m in linears)
     total = sum(m.weight.numel() for m in linears)
-    ppl = evaluate_ppl(model, tok, args.eval_seqlen)
+    ppl = evaluate_ppl(model, tok, args.eval_data, args.eval_seqlen)
     print(
         "RESULT "
         + json.dumps(
             {
                 "time_s": elapsed,
+                "cpu_s": cpu_s,
+                "load_before": load,
                 "peak_mib": peak,
                 "peak_kind": "cuda_max_allocated" if args.device.startswith("cuda") else "max_rss",
                 "rss_before_mib": rss_before,
@@ -185,7 +223,7 @@ def trial(args: argparse.Namespace) -> None:
     )
 
 
-def run_trial(tool, method, pattern, model_dir, calib, args) -> dict:
+def run_trial(tool, method, pattern, model_dir, calib, eval_data, args) -> dict:
     onepass = pattern.endswith("+onepass")
     pattern = pattern.removesuffix("+onepass")
     cmd = [
@@ -211,6 +249,8 @@ def run_trial(tool, method, pattern, model_dir, calib, args) -> dict:
         str(args.chunk),
         "--eval-seqlen",
         str(args.eval_seqlen),
+        "--eval-data",
+        eval_data,
     ]
     env = {**os.environ, "SLIMKIT_PROGRESS": "0", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -226,6 +266,8 @@ def main() -> None:
     ap.add_argument("--nsamples", type=int, default=64)
     ap.add_argument("--seqlen", type=int, default=256)
     ap.add_argument("--eval-seqlen", type=int, default=256)
+    ap.add_argument("--calib-source", default=None, help="calibration text (default: by model, see above)")
+    ap.add_argument("--eval-data", default=None, help="perplexity text (default: by model, see above)")
     ap.add_argument("--chunk", type=int, default=8, help="calibration sequences per forward (both tools)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
@@ -274,14 +316,15 @@ def main() -> None:
 
     for spec in args.models.split(","):
         model_dir = prepare_model(spec, workdir)
-        calib = calibration(model_dir, args.nsamples, args.seqlen, 0, workdir)
+        calib_source, eval_data = text_sources(spec, args)
+        calib, coverage = calibration(model_dir, calib_source, args.nsamples, args.seqlen, 0, workdir)
         n_params = sum(
             p.numel()
             for p in __import__("slimkit").load_model(model_dir, with_tokenizer=False)[0].parameters()
         )
         for method, pattern in settings:
             res = {
-                tool: run_trial(tool, method, pattern, model_dir, calib, args)
+                tool: run_trial(tool, method, pattern, model_dir, calib, eval_data, args)
                 for tool in ("slimkit", "llmcompressor")
             }
             s, r = res["slimkit"], res["llmcompressor"]
@@ -290,8 +333,12 @@ def main() -> None:
                 "params": n_params,
                 "method": method,
                 "pattern": pattern,
+                "calib_source": calib_source,
+                "calib_coverage": coverage,
+                "eval_data": eval_data,
                 **res,
                 "time_ratio": s["time_s"] / r["time_s"],
+                "cpu_ratio": s["cpu_s"] / r["cpu_s"],
                 "ppl_rel_diff": (s["ppl"] - r["ppl"]) / r["ppl"] if math.isfinite(r["ppl"]) else None,
                 "memory_ratio": s["peak_mib"] / r["peak_mib"],
                 # growth of the peak over the loaded model: the compression's own working memory
@@ -306,6 +353,8 @@ def main() -> None:
                     s["time_s"],
                     r["time_s"],
                     f"{record['time_ratio']:.2f}x",
+                    f"{s['cpu_s']:.1f}/{r['cpu_s']:.1f}",
+                    f"{record['cpu_ratio']:.2f}x",
                     f"{s['peak_mib']:.0f}/{r['peak_mib']:.0f}",
                     f"{record['work_mib']['slimkit']:.0f}/{record['work_mib']['llmcompressor']:.0f}",
                     f"{s['ppl']:.3f}",
@@ -322,6 +371,8 @@ def main() -> None:
             "slimkit s",
             "llm-c s",
             "time ratio",
+            "cpu s s/l",
+            "cpu ratio",
             "peak MiB s/l",
             "work MiB s/l",
             "ppl slimkit",

@@ -64,13 +64,14 @@ def test_study_writes_results_and_report(tmp_path, default_dir):
 
     out = tmp_path / "study"
     # a small sweep: `make demo` runs the full one; this checks the pipeline end to end on the real model
-    cfg = StudyConfig(
-        methods=("wanda",), sparsities=(0.5,), patterns=(), owl_sparsities=(), limit=64, kick_limit=100
-    )
+    wanda = {"name": "wanda 50%", "method": "wanda", "options": {"sparsity": 0.5}}
+    cfg = StudyConfig(variants=(wanda,), limit=64, kick_limit=100)  # default.yaml's evaluation, one variant
     results = run_study(cfg, out)
     assert (out / "results.json").is_file() and (out / "report.md").is_file()
     validate_results(json.loads((out / "results.json").read_text()))
-    assert results["variants"][0]["variant"]["name"] == "dense"
+    assert [v["variant"]["name"] for v in results["variants"]] == ["dense", "wanda 50%"]
+    assert results["sweep"]["source"] == "<shipped>/default.yaml"
+    assert (out / "perplexity_vs_size.png").is_file() and (out / "accuracy_vs_size.png").is_file()
     report = (out / "report.md").read_text()
     assert "perplexity" in report and "factoid EM" in report and "mc accuracy" in report
     dense = results["variants"][0]["metrics"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+import re
+
 import pytest
 import torch
 
@@ -15,7 +18,7 @@ from slimkit.compress.calibrate import (
 )
 from slimkit.compress.prune import select_prune_targets
 from slimkit.core.errors import ConfigError, DataError
-from slimkit.data.calibration import sample_calibration
+from slimkit.data.calibration import draw_calibration, sample_calibration, spread_starts
 from slimkit.models import tiny_model
 from slimkit.models.adapters import GPT2, LLAMA, OPT, get_adapter
 
@@ -130,13 +133,66 @@ DOCS = [
 
 
 def test_sample_from_long_documents(tiny_tok):
-    calib = sample_calibration(tiny_tok, DOCS, nsamples=6, seqlen=32, seed=0)
+    docs = [DOCS[0] * 8, *DOCS[1:]]  # one document holding more than nsamples * seqlen tokens
+    drawn = draw_calibration(tiny_tok, docs, nsamples=6, seqlen=32, seed=0)
+    calib = drawn.ids
     assert calib.shape == (6, 32) and calib.dtype == torch.long
-    long_doc = tiny_tok(DOCS[0])["input_ids"]
-    for row in calib.tolist():  # every window comes from the only document longer than seqlen
+    long_doc = tiny_tok(docs[0])["input_ids"]
+    assert len(long_doc) >= 6 * 32
+    for row in calib.tolist():  # the reference's C4 sampling: windows of the long documents only
         assert any(long_doc[i : i + 32] == row for i in range(len(long_doc) - 31))
-    assert torch.equal(calib, sample_calibration(tiny_tok, DOCS, nsamples=6, seqlen=32, seed=0))
-    assert not torch.equal(calib, sample_calibration(tiny_tok, DOCS, nsamples=6, seqlen=32, seed=1))
+    # the reference's draw, step for step: a random long document, then a random start in it
+    rng = random.Random(0)
+    expected = []
+    for _ in range(6):
+        rng.randrange(1)
+        start = rng.randint(0, len(long_doc) - 32 - 1)
+        expected.append(long_doc[start : start + 32])
+    assert calib.tolist() == expected
+    cov = drawn.coverage
+    assert cov.mode == "documents" and cov.documents == 3 and cov.documents_covered == 1
+    assert cov.window_tokens == 192 and 32 <= cov.covered_tokens <= 192
+    assert cov.source_tokens == sum(len(x) for x in tiny_tok(docs)["input_ids"])
+    assert torch.equal(calib, sample_calibration(tiny_tok, docs, nsamples=6, seqlen=32, seed=0))
+    assert not torch.equal(calib, sample_calibration(tiny_tok, docs, nsamples=6, seqlen=32, seed=1))
+
+
+def test_one_long_paragraph_among_many_short_does_not_collapse(tiny_tok):
+    # a user's text file: many short paragraphs and one longer than seqlen (but far from
+    # nsamples * seqlen tokens): the windows must cover the file, not repeat that one paragraph
+    short = [f"Clause {i}: the licensee may copy item {i} of the work." for i in range(300)]
+    long_para = " ".join(f"Section {i} grants every right in part {i}." for i in range(8))
+    docs = short[:150] + [long_para] + short[150:]
+    ids = tiny_tok(long_para)["input_ids"]
+    assert 2 * 64 < len(ids) < 3 * 64
+    drawn = draw_calibration(tiny_tok, docs, nsamples=32, seqlen=64, seed=0)
+    inside_long = [any(ids[i : i + 64] == row for i in range(len(ids) - 63)) for row in drawn.ids.tolist()]
+    assert sum(inside_long) <= 2  # disjoint windows: at most 2 fit in the paragraph (was: all 32)
+    cov = drawn.coverage
+    assert cov.mode == "stream" and cov.documents == 301
+    assert cov.covered_tokens == 32 * 64  # the stream has room (9.7k tokens): no two windows overlap
+    assert cov.documents_covered > 60  # ~1 in 5 tokens of the file is in a window, so ~1 in 4 paragraphs
+    clauses = {
+        int(n) for row in drawn.ids.tolist() for n in re.findall(r"Clause (\d+):", tiny_tok.decode(row))
+    }
+    assert min(clauses) < 30 and max(clauses) >= 270  # spread from the start of the file to its end
+
+    assert "distinct tokens" in str(cov) and 0 < cov.fraction <= 1
+
+
+def test_short_stream_is_covered_end_to_end(tiny_tok):
+    short = ["One short line.", "Another short line here.", "And a third short line of text."] * 4
+    drawn = draw_calibration(tiny_tok, short, nsamples=12, seqlen=20, seed=0)
+    stream = []
+    for doc in tiny_tok(short)["input_ids"]:
+        stream += doc + ([tiny_tok.eos_token_id] if doc[-1] != tiny_tok.eos_token_id else [])
+    assert len(stream) < 12 * 20  # too short for disjoint windows: evenly spaced, first to last token
+    rows = drawn.ids.tolist()
+    assert rows[0] == stream[:20] and rows[-1] == stream[-20:]
+    assert drawn.coverage.covered_tokens == drawn.coverage.source_tokens == len(stream)
+    assert drawn.coverage.documents_covered == len(short)
+    # the seed cannot matter here
+    assert torch.equal(drawn.ids, draw_calibration(tiny_tok, short, nsamples=12, seqlen=20, seed=5).ids)
 
 
 def test_sample_falls_back_to_concatenated_stream(tiny_tok):
@@ -144,6 +200,23 @@ def test_sample_falls_back_to_concatenated_stream(tiny_tok):
     calib = sample_calibration(tiny_tok, short, nsamples=3, seqlen=20, seed=0)
     assert calib.shape == (3, 20)
     assert (calib == tiny_tok.eos_token_id).any()  # windows cross document boundaries
+
+
+@pytest.mark.parametrize(
+    "total,nsamples,seqlen", [(1000, 7, 100), (700, 7, 100), (650, 7, 100), (100, 3, 100)]
+)
+def test_spread_starts(total, nsamples, seqlen):
+    for seed in range(20):
+        starts = spread_starts(total, nsamples, seqlen, random.Random(seed))
+        assert len(starts) == nsamples and starts == sorted(starts)
+        assert starts[0] >= 0 and starts[-1] + seqlen <= total
+        gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+        if total >= nsamples * seqlen:
+            assert all(g >= seqlen for g in gaps)  # disjoint
+        else:
+            assert starts[0] == 0 and starts[-1] == total - seqlen and max(gaps) - min(gaps) <= 1
+    firsts = {spread_starts(1000, 7, 100, random.Random(seed))[0] for seed in range(50)}
+    assert len(firsts) > 5  # the gaps are random where there is room
 
 
 def test_sample_errors(tiny_tok):

@@ -6,6 +6,7 @@ import copy
 import json
 
 import pytest
+from eval_helpers import reference_greedy
 
 from slimkit.core.errors import ConfigError, DataError
 from slimkit.data.tokenizer import train_bpe_tokenizer
@@ -17,6 +18,7 @@ from slimkit.evaluate import (
     exact_match,
     greedy_generate,
     normalize_answer,
+    run_suite,
     validate_results,
 )
 from slimkit.evaluate.generation import left_pad
@@ -182,6 +184,33 @@ def test_twohop_scores_only_the_concluded_answer(monkeypatch):
     assert result.metrics["contains@composition=lives"] == 0.0  # chain but was never concluded
 
 
+def test_twohop_chance_is_the_majority_answer_of_each_composition(monkeypatch):
+    from slimkit.evaluate.tasks.factoid import majority_baseline
+
+    records = [
+        {"id": "a", "question": "q", "answers": ["Veda"], "tags": {"composition": "born"}},
+        {"id": "b", "question": "q", "answers": ["the Veda"], "tags": {"composition": "born"}},
+        {"id": "c", "question": "q", "answers": ["Kesh"], "tags": {"composition": "born"}},
+        {"id": "d", "question": "q", "answers": ["Lorin", "Kesh"], "tags": {"composition": "lives"}},
+        {"id": "e", "question": "q", "answers": ["Voro"], "tags": {"composition": "lives"}},
+        {"id": "f", "question": "q", "answers": ["Voro"]},
+    ]
+    # born: "veda" twice -> a, b; lives: kesh/lorin/voro once each -> the first alphabetically, "kesh" -> d
+    assert majority_baseline(records, "composition") == [1.0, 1.0, 0.0, 1.0, 0.0, 1.0]
+    assert majority_baseline(records, None) == [
+        0.0,
+        0.0,
+        1.0,
+        1.0,
+        0.0,
+        0.0,
+    ]  # "kesh" (2) ties "veda", "voro"
+    monkeypatch.setattr(factoid_module, "greedy_generate", lambda m, t, prompts, **kw: ["x"] * len(prompts))
+    out = evaluate_factoid(None, None, TwoHopTaskConfig(data=records), task="twohop").metrics
+    assert out["chance"] == pytest.approx(4 / 6)
+    assert out["chance@composition=born"] == pytest.approx(2 / 3) and out["chance@composition=lives"] == 0.5
+
+
 # -- generation ----------------------------------------------------------------------------------------
 def test_left_pad():
     ids, mask = left_pad([[5, 6, 7], [8]], pad_id=0)
@@ -220,11 +249,18 @@ def test_generation_ignores_tokenizer_padding_side_and_missing_pad(tokenizer):
     assert greedy_generate(model, no_pad, PROMPTS, max_new_tokens=6, stop_at_newline=False) == expected
 
 
+def _first_line(text):
+    # leading whitespace (an instruct model's opening newline) does not end the answer
+    body = text.lstrip()
+    return text[: len(text) - len(body)] + body.split("\n", 1)[0]
+
+
 def test_stop_at_newline_cuts_the_first_line(tokenizer):
     model = _llama(tokenizer)
     full = greedy_generate(model, tokenizer, PROMPTS, max_new_tokens=12, stop_at_newline=False)
     cut = greedy_generate(model, tokenizer, PROMPTS, max_new_tokens=12)
-    assert cut == [t.split("\n", 1)[0] for t in full]
+    assert cut == [_first_line(t) for t in full]
+    assert _first_line("\n\nLorin\nQuestion") == "\n\nLorin"
 
 
 def test_factoid_suite_end_to_end(tokenizer, tmp_path):
@@ -233,7 +269,20 @@ def test_factoid_suite_end_to_end(tokenizer, tmp_path):
     model = _llama(tokenizer)
     metrics = evaluate(model, tokenizer, suite="factoid", data=p, max_new_tokens=4)
     assert metrics["factoid"]["n"] == 4 and metrics["factoid"]["n@popularity_half=rare"] == 2
-    assert 0.0 <= metrics["factoid"]["exact_match"] <= metrics["factoid"]["contains"] <= 1.0
+    # the answers are greedy's (by hand, one full forward per token), scored by the metric functions
+    predictions = []
+    for r in RECORDS:
+        ids = tokenizer(f"Question: {r['question']}\nAnswer:")["input_ids"]
+        text = tokenizer.decode(
+            reference_greedy(model, ids, 4, eos=tokenizer.eos_token_id), skip_special_tokens=True
+        )
+        predictions.append(_first_line(text))
+    em = [exact_match(a, r["answers"]) for a, r in zip(predictions, RECORDS, strict=True)]
+    contains = [contains_match(a, r["answers"]) for a, r in zip(predictions, RECORDS, strict=True)]
+    assert metrics["factoid"]["exact_match"] == pytest.approx(sum(em) / 4)
+    assert metrics["factoid"]["contains"] == pytest.approx(sum(contains) / 4)
+    run = run_suite(model, tokenizer, "factoid", data=p, max_new_tokens=4)
+    assert [e["prediction"] for e in run.examples["factoid"]] == predictions
     from slimkit.evaluate import make_results
 
     validate_results(make_results("tiny", metrics, config=FactoidTaskConfig(data=str(p)), seed=1))

@@ -8,12 +8,13 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
+from eval_helpers import bos_tokenizer
 
 pytest.importorskip("lm_eval", reason="the `eval` extra (lm-eval) is part of the dev install")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 from slimkit.core.errors import SlimkitError  # noqa: E402
-from slimkit.evaluate import MultipleChoiceTaskConfig, evaluate, greedy_generate  # noqa: E402
+from slimkit.evaluate import MultipleChoiceTaskConfig, evaluate  # noqa: E402
 from slimkit.evaluate.lm_eval import SlimkitLM, run_lm_eval  # noqa: E402
 from slimkit.models import tiny_model  # noqa: E402
 
@@ -120,18 +121,106 @@ def test_loglikelihood_rolling_sums_every_token_once(model_and_tok):
     assert total == pytest.approx(expected, abs=1e-3)
 
 
-def test_generate_until_cuts_at_stop_strings(model_and_tok):
+def test_generate_until_equals_lm_evals_hf_model(model_and_tok):
+    pytest.importorskip("accelerate")
+    from lm_eval.models.huggingface import HFLM
+
     model, tok = model_and_tok
-    prompts = ["Question: where?\nAnswer:", "Hello"]
-    full = greedy_generate(model, tok, prompts, max_new_tokens=6, stop_at_newline=False)
-    stop = full[0][2:4] or "zz"  # a string the first continuation surely contains
-    out = SlimkitLM(model, tok).generate_until(
-        [
-            _Req(prompts[0], {"until": [stop], "max_gen_toks": 6}),
-            _Req(prompts[1], {"until": "zzzz", "max_gen_toks": 6}),
-        ]
+    free = HFLM(pretrained=model, tokenizer=tok, batch_size=1).generate_until(
+        [_Req("Question: where?\nAnswer:", {"until": [], "max_gen_toks": 6})]
+    )[0]
+    stop = free[2:4] or "zz"  # a string the continuation surely contains
+    requests = [
+        _Req("Question: where?\nAnswer:", {"until": [stop], "max_gen_toks": 6}),
+        _Req("Hello", {"until": "zzzz", "max_gen_toks": 6}),
+        _Req("Hello", {"until": ["zzzz"], "max_gen_toks": 3, "do_sample": False}),
+        _Req("the quick brown fox jumps over the lazy dog " * 3, {"until": ["zzzz"], "max_gen_toks": 4}),
+    ]
+    ours = SlimkitLM(model, tok, batch_size=2).generate_until(requests)
+    theirs = HFLM(pretrained=model, tokenizer=tok, batch_size=1).generate_until(requests)
+    assert ours == theirs
+    assert ours[0] == free[: free.find(stop)]
+
+
+@pytest.fixture(scope="module")
+def bos_model_and_tok():
+    tok = bos_tokenizer()
+    assert tok("a")["input_ids"][0] == tok.bos_token_id
+    return tiny_model("llama", vocab_size=len(tok), initializer_range=0.2, max_position_embeddings=32), tok
+
+
+def test_a_bos_tokenizer_scores_as_in_lm_evals_hf_model(bos_model_and_tok):
+    """BOS as the tokenizer adds it, never doubled, over-long requests cut from the left: all three calls."""
+    pytest.importorskip("accelerate")
+    from lm_eval.models.huggingface import HFLM
+
+    model, tok = bos_model_and_tok
+    long = "the quick brown fox jumps over the lazy dog " * 5  # longer than the 32 positions
+    requests = [_Req("Question: where?\nAnswer:", " Lorin"), _Req("<|bos|>Question: where?", " Kesh"),
+                _Req("", "start of text"), _Req(long, " Voro hills")]  # fmt: skip
+    ours = SlimkitLM(model, tok, batch_size=2).loglikelihood(requests)
+    theirs = HFLM(pretrained=model, tokenizer=tok, batch_size=1).loglikelihood(requests)
+    for (lp, greedy), (lp2, greedy2) in zip(ours, theirs, strict=True):
+        assert lp == pytest.approx(lp2, abs=1e-4) and greedy == greedy2
+
+    texts = [_Req(long), _Req("short text")]
+    rolling = SlimkitLM(model, tok).loglikelihood_rolling(texts)
+    assert rolling == pytest.approx(
+        HFLM(pretrained=model, tokenizer=tok, batch_size=1).loglikelihood_rolling(texts), abs=1e-3
     )
-    assert out[0] == full[0][: full[0].find(stop)] and out[1] == full[1]
+
+    gens = [_Req("Question: where?\nAnswer:", {"until": ["zzzz"], "max_gen_toks": 5}),
+            _Req("<|bos|>Hello", {"until": ["zzzz"], "max_gen_toks": 5}),
+            _Req(long, {"until": ["zzzz"], "max_gen_toks": 5})]  # fmt: skip
+    assert SlimkitLM(model, tok).generate_until(gens) == HFLM(
+        pretrained=model, tokenizer=tok, batch_size=1
+    ).generate_until(gens)
+
+
+def test_batch_size_auto_and_dropped_sampling_arguments_warn(model_and_tok):
+    model, tok = model_and_tok
+    lm = SlimkitLM(model, tok, batch_size="auto", max_batch_size=8)
+    assert lm.batch_size == 8 and lm.auto_batch
+    requests = [_Req("Question: where?\nAnswer:", " Lorin"), _Req("Hi ", "there")]
+    auto = [lp for lp, _ in lm.loglikelihood(requests)]
+    assert auto == pytest.approx(
+        [lp for lp, _ in SlimkitLM(model, tok, batch_size=1).loglikelihood(requests)]
+    )
+    with pytest.warns(UserWarning, match="temperature"):
+        lm.generate_until(
+            [_Req("Hello", {"until": ["\n"], "max_gen_toks": 2, "do_sample": True, "temperature": 0.7})]
+        )
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # greedy-equivalent arguments are not "dropped"
+        lm.generate_until(
+            [_Req("Hello", {"until": ["\n"], "max_gen_toks": 2, "do_sample": False, "temperature": 0.0})]
+        )
+    with pytest.raises(SlimkitError, match="auto"):
+        SlimkitLM(model, tok, batch_size="big")
+
+
+def test_auto_batch_size_halves_on_out_of_memory(model_and_tok, monkeypatch):
+    import slimkit.evaluate.lm_eval as adapter
+
+    model, tok = model_and_tok
+    sizes = []
+    real = adapter.score_token_requests
+
+    def flaky(model, requests, *, pad_id, batch_size):
+        sizes.append(batch_size)
+        if batch_size > 2:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(model, requests, pad_id=pad_id, batch_size=batch_size)
+
+    monkeypatch.setattr(adapter, "score_token_requests", flaky)
+    lm = SlimkitLM(model, tok, batch_size="auto", max_batch_size=8)
+    lm.loglikelihood([_Req("Question: where?\nAnswer:", " Lorin")])
+    assert sizes == [8, 4, 2] and lm.batch_size == 2
+    fixed = SlimkitLM(model, tok, batch_size=8)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        fixed.loglikelihood([_Req("Question: where?\nAnswer:", " Lorin")])
 
 
 def test_needs_a_tokenizer_or_a_directory(model_and_tok):

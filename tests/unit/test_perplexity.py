@@ -1,4 +1,4 @@
-"""Perplexity: the WikiText protocol against transformers' own loss, batching, limits, bad input."""
+"""Perplexity: the text as written against a plain transformers loop, batching, limits, bad input."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import slimkit
 from slimkit.core.errors import ConfigError, DataError
 from slimkit.data.tokenizer import train_bpe_tokenizer
 from slimkit.evaluate import evaluate, make_results, perplexity, validate_results
-from slimkit.evaluate.perplexity import token_windows
+from slimkit.evaluate.perplexity import text_token_ids, token_windows
 from slimkit.models import tiny_model
 
 DOCS = [
@@ -38,17 +38,67 @@ def model(tokenizer):
     return tiny_model("llama", vocab_size=len(tokenizer), max_position_embeddings=64, initializer_range=0.2)
 
 
-def test_matches_transformers_loss(model, tokenizer):
-    res = perplexity(model, tokenizer, DOCS, seqlen=16)
-    ids = tokenizer("\n\n".join(DOCS), add_special_tokens=False)["input_ids"]
-    windows = torch.tensor(ids[: len(ids) // 16 * 16]).view(-1, 16)
+def _plain_loop_ppl(model, tokenizer, text: str, seqlen: int) -> tuple[float, int]:
+    """What a user writes with transformers alone: tokenize the whole text once, put the BOS token in
+    front (lm-eval's prefix token for rolling log-likelihood; the literature's LLaMA ``tokenizer(text)``),
+    non-overlapping windows of ``seqlen`` (remainder dropped), mean of the HF losses, exp."""
+    ids = [tokenizer.bos_token_id] + tokenizer(text, add_special_tokens=False)["input_ids"]
+    windows = torch.tensor(ids[: len(ids) // seqlen * seqlen]).view(-1, seqlen)
     with torch.no_grad():
         losses = [model(input_ids=w[None], labels=w[None]).loss.item() for w in windows]
-    assert res.n_windows == len(ids) // 16 == len(losses)
+    return math.exp(sum(losses) / len(losses)), len(losses)
+
+
+def test_matches_transformers_loss(model, tokenizer):
+    res = perplexity(model, tokenizer, DOCS, seqlen=16)
+    ppl, n_windows = _plain_loop_ppl(model, tokenizer, "\n\n".join(DOCS), 16)
+    ids = tokenizer("\n\n".join(DOCS), add_special_tokens=False)["input_ids"]
+    assert res.n_windows == (len(ids) + 1) // 16 == n_windows
     assert res.n_tokens == res.n_windows * 15 and res.seqlen == 16
-    assert res.mean_nll == pytest.approx(sum(losses) / len(losses), abs=1e-5)
-    assert res.ppl == pytest.approx(math.exp(sum(losses) / len(losses)), rel=1e-5)
+    assert res.mean_nll == pytest.approx(math.log(ppl), abs=1e-5)
+    assert res.ppl == pytest.approx(ppl, rel=1e-5)
     assert res.ppl > 2  # a random model is far from perfect; guards against a trivially-zero loss
+
+
+# a text file as people write them: a title, indented lines, runs of blank lines, trailing spaces
+WRITTEN = (
+    "  The River Book  \n\n\n"
+    + "\n\n".join(f"   {d}\n{d.upper()}  " for d in DOCS[:6])
+    + "\n \n\t\n"
+    + " ".join(DOCS[6:])
+    + "\n"
+)
+
+
+def test_text_file_is_scored_as_written(model, tokenizer, tmp_path):
+    path = tmp_path / "book.txt"
+    path.write_bytes(WRITTEN.encode("utf-8"))
+    res = perplexity(model, tokenizer, path, seqlen=16)
+    ppl, n_windows = _plain_loop_ppl(model, tokenizer, WRITTEN, 16)
+    assert res.n_windows == n_windows and res.ppl == pytest.approx(ppl, rel=1e-5)
+    # not the text re-split at blank lines, stripped and re-joined (what calibration sees as documents)
+    from slimkit.data.sources import read_documents
+
+    rejoined = "\n\n".join(read_documents(path))
+    assert rejoined != WRITTEN
+    assert res.ppl != pytest.approx(_plain_loop_ppl(model, tokenizer, rejoined, 16)[0], rel=1e-6)
+    # the eval suite reads the file the same way
+    metrics = evaluate(model, tokenizer, suite="ppl", data=path, seqlen=16)
+    assert metrics["ppl"]["perplexity"] == pytest.approx(res.ppl, rel=1e-9)
+
+
+def test_prefix_is_bos_else_eos(tokenizer):
+    import copy
+
+    w = token_windows(tokenizer, DOCS, 16)
+    assert w[0, 0].item() == tokenizer.bos_token_id
+    no_bos = copy.deepcopy(tokenizer)
+    no_bos.bos_token = None
+    assert no_bos.bos_token_id is None and no_bos.eos_token_id is not None
+    assert token_windows(no_bos, DOCS, 16)[0, 0].item() == no_bos.eos_token_id
+    assert (
+        text_token_ids(no_bos, "Ada Vell")[1:] == tokenizer("Ada Vell", add_special_tokens=False)["input_ids"]
+    )
 
 
 def test_batch_size_invariance(model, tokenizer):
@@ -64,7 +114,7 @@ def test_default_seqlen_and_limit(model, tokenizer):
 
 
 def test_windows_drop_the_remainder(tokenizer):
-    n = len(tokenizer("\n\n".join(DOCS), add_special_tokens=False)["input_ids"])
+    n = 1 + len(tokenizer("\n\n".join(DOCS), add_special_tokens=False)["input_ids"])  # + the prefix token
     w = token_windows(tokenizer, DOCS, 50)
     assert w.shape == (n // 50, 50)
 
@@ -76,7 +126,9 @@ def test_spec_equals_documents(model, tokenizer, tmp_path):
 
 
 def test_too_short_text(model, tokenizer):
-    with pytest.raises(DataError, match=r"\d+ tokens is shorter than one window of seqlen=64"):
+    with pytest.raises(
+        DataError, match=r"\d+ tokens \(prefix token included\) is shorter than one window of seqlen=64"
+    ):
         perplexity(model, tokenizer, ["Ada Vell"], seqlen=64)
 
 

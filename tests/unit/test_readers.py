@@ -646,3 +646,38 @@ def test_a_built_factworld_directory_loads_whole(tmp_path):
     data = load_task_data(tmp_path / "world")
     assert sorted(data) == ["factoid", "mc", "retrieval", "twohop"]  # canaries.jsonl is not a task
     assert all(data[task] for task in data)
+
+
+# -- what the readers ship: LLM-KICK's settings per dataset, dev splits --------------------------------------
+def test_readers_ship_llm_kicks_templates_lengths_and_headline_metrics():
+    from slimkit.evaluate.kick import dataset_task_options
+    from slimkit.evaluate.tasks import FactoidTaskConfig, RetrievalTaskConfig
+    from slimkit.evaluate.tasks.retrieval import KICK_RETRIEVAL_TEMPLATE
+
+    freebase = dataset_task_options("freebaseqa:FreebaseQA-train.json")["factoid"]
+    assert freebase["prompt_template"] == "Please give answer to this question: {question}\nThe answer is "
+    assert (
+        freebase["max_new_tokens_ratio"] == 2.0 and freebase["stop_at_newline"] is False
+    )  # max_length = 3 x prompt
+    assert freebase["headline_metric"] == "contains" and freebase["group_by_tags"] == ["parses"]
+    trivia = dataset_task_options("triviaqa:qa/wikipedia-dev.json")
+    assert trivia["retrieval"]["prompt_template"] == KICK_RETRIEVAL_TEMPLATE
+    assert trivia["retrieval"]["max_new_tokens"] == 32 and trivia["retrieval"]["headline_metric"] == "lenient"
+    assert trivia["factoid"]["prompt_template"] == "Answer these questions:\n\nQ: {question}\nA:"
+    assert "context_chars" in trivia["retrieval"]["group_by_tags"]
+    assert dataset_task_options("mmlu:data")["mc"]["group_by_tags"] == ["subject"]
+    # every shipped option is a valid option of its task
+    FactoidTaskConfig(**{k: v for k, v in freebase.items()})
+    RetrievalTaskConfig(**trivia["retrieval"])
+    FactoidTaskConfig(**trivia["factoid"])
+
+
+def test_a_fewshot_file_beside_a_task_file_is_its_dev_split(tmp_path):
+    rows = [{"id": f"f{i}", "question": f"Q{i}?", "answers": ["a"]} for i in range(3)]
+    _write_jsonl(tmp_path / "factoid.jsonl", rows)
+    _write_jsonl(tmp_path / "factoid.fewshot.jsonl", [{"id": "d", "question": "Dev?", "answers": ["b"]}])
+    data = load_task_data(tmp_path)
+    assert [r["id"] for r in data["factoid:fewshot"]] == ["d"] and len(data["factoid"]) == 3
+    _write_jsonl(tmp_path / "factoid.fewshot.jsonl", [{"id": "d", "question": "Dev?"}])
+    with pytest.raises(DataError, match="answers"):
+        load_task_data(tmp_path)

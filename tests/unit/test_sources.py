@@ -185,3 +185,56 @@ def test_registered_scheme(monkeypatch):
     register_source_scheme("blank", lambda rest: ["  "])
     with pytest.raises(DataError, match="blank:x: the text source is empty"):
         read_documents("blank:x")
+
+
+# -- python-docs: -------------------------------------------------------------------------------------
+def test_python_docs_parts_are_real_prose_and_disjoint():
+    from pydoc_data.topics import topics
+
+    calib, held_out = read_documents("python-docs:calib"), read_documents("python-docs:eval")
+    everything = read_documents("python-docs:all")
+    assert not set(calib) & set(held_out)  # calibration text is never perplexity text
+    assert sorted(calib + held_out) == sorted(everything)
+    assert len(everything) == len(set(topics.values()))  # a text two topics share is kept once
+    assert len(held_out) >= 5 and len(calib) >= 3 * len(held_out)
+    assert sum(map(len, held_out)) > 50_000 and sum(map(len, calib)) > 200_000  # characters
+    assert any("assert" in d and "statement" in d for d in everything)
+    # the split is by topic name alone (pinned here), so it does not move when a Python adds topics
+    assert [sources.python_docs_split(n) for n in ("import", "lists", "assert", "class")] == [
+        "eval",
+        "eval",
+        "calib",
+        "calib",
+    ]
+    assert all(topics[n] in held_out for n in topics if sources.python_docs_split(n) == "eval")
+
+
+def test_python_docs_errors(monkeypatch):
+    with pytest.raises(DataError, match=r"python-docs:train: unknown part .*python-docs:calib"):
+        read_documents("python-docs:train")
+    with pytest.raises(DataError, match="do not apply"):
+        read_documents("python-docs:eval", column="text")
+    monkeypatch.setitem(sys.modules, "pydoc_data.topics", None)  # a stripped Python build
+    with pytest.raises(DataError, match="no pydoc_data.topics"):
+        read_documents("python-docs:calib")
+
+
+# -- read_text: the text perplexity scores --------------------------------------------------------------
+def test_read_text_keeps_a_txt_file_as_written(tmp_path):
+    written = "  Title  \n\n\n  first para\nline two  \n \t \nsecond\n"
+    p = tmp_path / "notes.txt"
+    p.write_bytes(written.encode())
+    assert sources.read_text(p) == sources.read_text(str(p)) == written
+    assert "\n\n".join(read_documents(p)) != written  # documents are re-split and stripped
+
+
+def test_read_text_joins_documents_of_other_sources(tmp_path):
+    p = _write_jsonl(tmp_path / "rows.jsonl", [{"text": " = A = \n"}, {"text": ""}, {"text": "b\n"}])
+    assert sources.read_text(p) == " = A = \n\n\n\n\nb\n"  # the WikiText "\n\n" join of the rows
+    assert sources.read_text("python-docs:eval") == "\n\n".join(read_documents("python-docs:eval"))
+    (tmp_path / "x.txt").write_text("x")
+    with pytest.raises(DataError, match="no columns"):
+        sources.read_text(tmp_path / "x.txt", column="text")
+    (tmp_path / "blank.txt").write_text(" \n\n\t")
+    with pytest.raises(DataError, match="empty"):
+        sources.read_text(tmp_path / "blank.txt")

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from eval_helpers import reference_greedy
 
 from slimkit.core.errors import ConfigError, DataError, RegistryError
 from slimkit.evaluate import (
@@ -32,6 +33,7 @@ from slimkit.evaluate.tasks import multiple_choice as mc_module
 from slimkit.evaluate.tasks import retrieval as retrieval_module
 from slimkit.evaluate.tasks.base import aggregate
 from slimkit.evaluate.tasks.multiple_choice import evaluate_multiple_choice
+from slimkit.evaluate.tasks.summarization import KICK_SUMMARY_TEMPLATE
 from slimkit.models import tiny_model
 
 MC = [
@@ -126,12 +128,19 @@ def test_split_context_moves_trailing_space(tiny_tok):
         split_context(tiny_tok, "Answer:", "")
 
 
-def test_scoring_rejects_requests_without_options_or_too_long(tiny_tok):
-    model = tiny_model("llama", vocab_size=len(tiny_tok), max_position_embeddings=16)
+def test_scoring_cuts_long_contexts_from_the_left_and_rejects_empty_requests(tiny_tok):
+    model = tiny_model("llama", vocab_size=len(tiny_tok), max_position_embeddings=16).eval()
     with pytest.raises(DataError, match="no continuations"):
         score_continuations(model, tiny_tok, [("ctx", [])])
-    with pytest.raises(DataError, match="over the model's 16 positions"):
-        score_continuations(model, tiny_tok, [("word " * 40, [" a"])])
+    context, options = "word " * 40, [" a", " Voro of the north"]
+    (scores,) = score_continuations(model, tiny_tok, [(context, options)])
+    for option, score in zip(options, scores, strict=True):
+        ctx_ids, cont_ids = split_context(tiny_tok, context, option)
+        # lm-eval: (context + continuation)[-(max_length + 1):], each continuation on its own cut
+        kept = ctx_ids[-(16 + 1 - len(cont_ids)) :]
+        assert score.logprob == pytest.approx(_brute_force(model, kept, cont_ids), abs=1e-4)
+    with pytest.raises(DataError, match="does not fit"):
+        score_continuations(model, tiny_tok, [("ctx", [" word" * 20])])
 
 
 # -- multiple choice -----------------------------------------------------------------------------------
@@ -270,7 +279,15 @@ def test_summarization_end_to_end(tiny_tok):
         "summarization"
     ]
     assert m["n"] == 2 and m["n@length=small"] == 2
-    assert all(0.0 <= m[k] <= 1.0 for k in ("rouge1", "rouge2", "rougeL"))
+    # the summaries are what greedy decoding gives, scored by rouge-score against the references
+    run = run_suite(_llama(tiny_tok), tiny_tok, "summarization", data=records, max_new_tokens=6)
+    for ex, r in zip(run.examples["summarization"], records, strict=True):
+        ids = tiny_tok(KICK_SUMMARY_TEMPLATE.format(document=r["document"]))["input_ids"]
+        assert ex["prediction"] == tiny_tok.decode(
+            reference_greedy(_llama(tiny_tok), ids, 6, eos=2), skip_special_tokens=True
+        )
+        assert ex["rougeL"] == pytest.approx(rouge_scores(ex["prediction"].strip(), r["summary"])["rougeL"])
+    assert m["rougeL"] == pytest.approx(sum(ex["rougeL"] for ex in run.examples["summarization"]) / 2)
 
 
 def test_instruct_without_judge_is_skipped_not_faked(tiny_tok):

@@ -16,9 +16,14 @@ HELP = (
     "task, local YAMLs via --include-path).\n\n"
     "--data: a text source (ppl), a task JSONL (one task), or reader specs for kick (repeatable): a "
     "directory of task JSONL files, `freebaseqa:FILE`, `mmlu:DIR`, `triviaqa:FILE`, `cnndm:FILE`, "
-    "`jsonl:TASK:FILE`. Without --data the built-in world is used.\n\n"
+    "`jsonl:TASK:FILE`, `countries:` (real questions from the countryinfo package). Without --data the built-in world is used.\n\n"
+    "Prompting (kick, its tasks, lm-eval): --chat-template auto|on|off (auto: the tokenizer's template when it has one), "
+    "--num-fewshot K (seeded shots from a dev split the data ships, --fewshot-file, or the task's own records; never the item "
+    "itself), --system-prompt TEXT. Everything used is recorded in the results' provenance.\n\n"
     "Examples:\n\n"
     "    slimkit eval default --suite kick --out kick.json\n\n"
+    "    slimkit eval smollm2-135m --suite kick --data countries: --chat-template on --limit 200 --out real.json\n\n"
+    "    slimkit eval smollm2-135m --suite kick --data countries: --chat-template off --num-fewshot 2 --out real.json\n\n"
     "    slimkit eval ./pruned --suite kick --tasks factoid,mc --limit 100 --save-examples ex.json --out r.json\n\n"
     "    slimkit eval ./pruned --suite kick --data mmlu:data/mmlu --data triviaqa:data/triviaqa --out r.json\n\n"
     "    slimkit eval ./my-model --suite ppl --data wiki.test.txt --seqlen 2048 --out ppl.json\n\n"
@@ -59,6 +64,25 @@ def eval_model(
         None, "--batch-size", help="Batch size (default: each task's own)."
     ),
     judge: str | None = typer.Option(None, "--judge", help="instruct: a local judge model directory."),
+    num_fewshot: int | None = typer.Option(
+        None,
+        "--num-fewshot",
+        help="Solved examples before each item (factoid, twohop, mc, retrieval; lm-eval).",
+    ),
+    fewshot_file: str | None = typer.Option(
+        None,
+        "--fewshot-file",
+        help="Where shots come from: a task JSONL (one task) or a reader spec (kick). Default: the data's dev split, else its own records.",
+    ),
+    fewshot_seed: int | None = typer.Option(None, "--fewshot-seed", help="Seed of the shots (default 1234)."),
+    chat_template: str | None = typer.Option(
+        None,
+        "--chat-template",
+        help="auto | on | off: render prompts with the tokenizer's chat template (auto: when it has one; lm-eval: default off).",
+    ),
+    system_prompt: str | None = typer.Option(
+        None, "--system-prompt", help="A system message before every prompt."
+    ),
     save_examples: Path | None = typer.Option(
         None, "--save-examples", help="Write every item's prediction and scores to this JSON file."
     ),
@@ -100,6 +124,24 @@ def eval_model(
         options["allow_code"] = allow_task_code
     elif allow_task_code:
         raise ConfigError("--allow-task-code goes with --include-path")
+    prompting = {
+        "num_fewshot": num_fewshot,
+        "fewshot_seed": fewshot_seed,
+        "chat_template": chat_template,
+        "system_prompt": system_prompt,
+        "fewshot_data": fewshot_file,
+    }
+    given = {k: v for k, v in prompting.items() if v is not None}
+    if given:
+        if suite == "ppl":
+            raise ConfigError(
+                "--num-fewshot, --fewshot-file, --chat-template and --system-prompt are for task suites, not ppl"
+            )
+        if suite == "lm-eval" and ({"fewshot_data", "fewshot_seed"} & set(given)):
+            raise ConfigError(
+                "--fewshot-file and --fewshot-seed are slimkit-task options; lm-eval tasks choose their own shots"
+            )
+        options |= given
     if data:
         if suite != "kick" and len(data) > 1:
             raise ConfigError(f"--suite {suite} reads one --data source, got {len(data)}")
@@ -114,7 +156,12 @@ def eval_model(
     task_config(suite, **options)
     m, tok, name = resolve_model(model, device=device, dtype=dtype)
     run = run_suite(m, tok, suite, **options)
-    config = {"suite": suite, **run.config.to_dict(), "skipped": run.skipped}
+    config = {
+        "suite": suite,
+        **_plain_config(run.config),
+        "skipped": run.skipped,
+        "task_configs": run.task_configs,
+    }
     results = make_results(name, run.metrics, config=config, seed=seed)
     validate_results(results)
     stdout.print(metrics_table(run.metrics, title=f"{name} — {suite}"))
@@ -126,6 +173,12 @@ def eval_model(
     if out is not None:
         write_json(out, results)
         stdout.print(f"wrote {out}")
+
+
+def _plain_config(cfg) -> dict:
+    # inline records (a task given a list) are summarised: provenance says where data came from
+    provenance = getattr(cfg, "provenance", None)
+    return provenance() if callable(provenance) else cfg.to_dict()
 
 
 def generate(

@@ -12,8 +12,10 @@ It walks the decoder blocks in order, the way the SparseGPT/Wanda reference code
    states ``[chunk, seqlen, hidden]`` are kept. The KV cache is disabled. Equal tensors (one mask
    shared by all sliding layers, the same rotary table in every chunk) are stored once.
 2. For each block ``i``: hook the block's target linears (``method.observe(name, X)`` with
-   ``X = [tokens, in]`` in fp32), run the samples in chunks of ``chunk_size`` with block ``i``'s own
-   arguments, remove the hooks, and let the method compress those linears. With *sequential
+   ``X = [tokens, in]`` in fp32, from a forward *pre*-hook), run the samples in chunks of
+   ``chunk_size`` with block ``i``'s own arguments (a pass whose outputs are not needed stops as
+   soon as the last linear's input is seen, before that linear runs), remove the hooks, and let the
+   method compress those linears. With *sequential
    groups* (SparseGPT's ``true_sequential``: ``[q,k,v] -> [o] -> [gate,up] -> [down]``) this repeats
    per group, so each group's statistics see the already-compressed earlier groups.
 3. Run the samples through the **compressed** block again; its outputs are block ``i+1``'s inputs,
@@ -331,18 +333,20 @@ def run_block(
 def _observe_hooks(
     method: CalibratedMethod, modules: Mapping[str, nn.Module], *, stop_when_done: bool
 ) -> Iterator[Callable[[], None]]:
-    """Forward hooks feeding each module's 2-D fp32 inputs to ``method.observe``.
+    """Forward *pre*-hooks feeding each module's 2-D fp32 input to ``method.observe``.
 
     Modules called on the same input tensor get the same converted tensor (one conversion for
-    q/k/v). With ``stop_when_done`` the forward ends once every module has been seen. Yields the
-    function to call before each chunk.
+    q/k/v), one after the other. With ``stop_when_done`` the forward ends once every module has
+    been observed, *before* the last one runs: a statistics pass needs a linear's input, never its
+    output (for a whole llama block that skips ``down_proj``, a quarter of the block's matmul work).
+    Yields the function to call before each chunk.
     """
     converted: dict[int, tuple[Tensor, Tensor]] = {}
     seen: set[str] = set()
 
     def make_hook(name: str) -> Callable[..., None]:
-        def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-            raw = args[0]
+        def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            raw = args[0] if args else next(iter(kwargs.values()))
             entry = converted.get(id(raw))
             if entry is None or entry[0] is not raw:
                 entry = (raw, raw.detach().reshape(-1, raw.shape[-1]).float())
@@ -358,7 +362,7 @@ def _observe_hooks(
         converted.clear()
         seen.clear()
 
-    handles = [m.register_forward_hook(make_hook(n)) for n, m in modules.items()]
+    handles = [m.register_forward_pre_hook(make_hook(n), with_kwargs=True) for n, m in modules.items()]
     try:
         yield new_chunk
     finally:

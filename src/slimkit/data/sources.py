@@ -12,12 +12,18 @@ spec                          documents
 ``saved_dataset/[:col]``      a Hugging Face dataset written by ``save_to_disk``; needs ``datasets``;
                               ``split=`` picks the split of a saved ``DatasetDict``
 ``world:heldout``             the built-in knowledge world's held-out text (``world:corpus``: its
-                              training corpus); other ``scheme:rest`` specs come from
-                              :func:`register_source_scheme`
+                              training corpus)
+``python-docs:calib``         real English prose that every CPython carries: the pages of the
+                              language reference in ``pydoc_data.topics`` (see
+                              :func:`python_docs_documents`); ``python-docs:eval`` is a disjoint
+                              held-out part, ``python-docs:all`` both
+other ``scheme:rest``         from :func:`register_source_scheme`
 ============================  =====================================================================
 
 Rows of JSONL/parquet/HF sources are returned as they are, empty ones included, so that
-``"\\n\\n".join(documents)`` reproduces the literature's WikiText protocol exactly. Every problem
+``"\\n\\n".join(documents)`` reproduces the literature's WikiText protocol exactly. Documents are
+what calibration samples from; perplexity scores :func:`read_text` instead: a ``.txt`` file exactly
+as written, any other source its documents joined with ``"\\n\\n"``. Every problem
 (missing file, unknown extension, missing column, no text at all) raises :class:`DataError` naming
 the path and, for a missing column, the columns that exist.
 """
@@ -27,6 +33,7 @@ from __future__ import annotations
 import functools
 import importlib
 import re
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -104,6 +111,36 @@ def read_documents(spec: str | Path, *, column: str | None = None, split: str | 
         docs = reader(path, column or DEFAULT_COLUMN)
     _check_texts(docs, str(path))
     return docs
+
+
+DOCUMENT_SEPARATOR = "\n\n"
+
+
+def read_text(spec: str | Path, *, column: str | None = None, split: str | None = None) -> str:
+    """The text of a source as one string, for scoring it (perplexity) rather than sampling it.
+
+    A ``.txt`` file is returned **exactly as written** (its bytes decoded as UTF-8: no re-split at
+    blank lines, no stripping), so its perplexity is the perplexity of the file. Every other source
+    is its documents joined with ``"\\n\\n"`` (:func:`read_documents`; for the rows of WikiText-2
+    from Hugging Face datasets that join is the literature's protocol).
+
+    Raises:
+        DataError: as :func:`read_documents`.
+    """
+    path = _plain_text_file(spec, column, split)
+    if path is None:
+        return DOCUMENT_SEPARATOR.join(read_documents(spec, column=column, split=split))
+    text = _read_text_file(path)
+    _check_texts([text], str(path))
+    return text
+
+
+def _plain_text_file(spec: str | Path, column: str | None, split: str | None) -> Path | None:
+    """``spec`` as a ``.txt`` file to read whole, or ``None`` (a scheme, another format, bad options)."""
+    if column is not None or split is not None:
+        return None  # read_documents explains why those do not apply
+    path = Path(spec)  # a scheme spec names no file; anything that is not a plain file errs in read_documents
+    return path if path.suffix.lower() == ".txt" and path.is_file() else None
 
 
 # -- file formats --------------------------------------------------------------------------------------
@@ -194,6 +231,60 @@ def _resolve_world(part: str) -> list[str]:
 
 
 register_source_scheme("world", _resolve_world)
+
+
+# -- Python's own documentation ------------------------------------------------------------------------
+PYTHON_DOCS_PARTS = ("calib", "eval", "all")
+_PYTHON_DOCS_EVAL_EVERY = 5  # about one topic in five is held out for evaluation
+
+
+def python_docs_split(topic: str) -> str:
+    """``"eval"`` or ``"calib"``: the part of ``python-docs:`` a ``pydoc_data`` topic belongs to.
+
+    Decided by the topic's *name* alone (``crc32(name) % 5 == 0`` is held out), so a topic keeps
+    its part across Python versions that add or rewrite topics, and the two parts never share a
+    topic.
+    """
+    return "eval" if zlib.crc32(topic.encode("utf-8")) % _PYTHON_DOCS_EVAL_EVERY == 0 else "calib"
+
+
+def python_docs_documents(part: str = "all") -> list[str]:
+    """The pages of the Python language reference shipped with CPython (``pydoc_data.topics``).
+
+    Each document is one help topic (``"assert"``, ``"class"``, ``"formatstrings"``, ...: a
+    statement, an operator, a built-in type), in topic-name order; a text that two topics share
+    (``"if"`` and ``"else"``) is kept once, under the first name. ``part`` is ``"calib"`` (about
+    80% of the topics), ``"eval"`` (the rest, see :func:`python_docs_split`) or ``"all"``; calib and
+    eval never overlap, so calibration text is never perplexity text. On CPython 3.11 that is 79
+    topics, about 465k characters (113k SmolLM2 tokens: 89k calib, 24k eval).
+
+    Raises:
+        DataError: an unknown part, or a Python built without ``pydoc_data``.
+    """
+    if part not in PYTHON_DOCS_PARTS:
+        raise DataError(
+            f"python-docs:{part}: unknown part {part!r}; use one of "
+            f"{[f'python-docs:{p}' for p in PYTHON_DOCS_PARTS]}"
+        )
+    try:
+        from pydoc_data.topics import topics
+    except ImportError:  # some distributions strip it (python3-minimal)
+        raise DataError(
+            "python-docs: this Python has no pydoc_data.topics (a stripped build); give a text file instead"
+        ) from None
+    seen: set[str] = set()
+    docs = []
+    for name in sorted(topics):
+        text = topics[name]
+        if text in seen:
+            continue
+        seen.add(text)
+        if part == "all" or python_docs_split(name) == part:
+            docs.append(text)
+    return docs
+
+
+register_source_scheme("python-docs", python_docs_documents)
 
 
 # -- helpers -------------------------------------------------------------------------------------------

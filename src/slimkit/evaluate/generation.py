@@ -1,15 +1,29 @@
 """Batched greedy generation for evaluation: deterministic, left-padded, KV-cached.
 
-Prompts are sorted by length so each batch carries little padding, padded on the LEFT (so every
-row's last prompt token sits at the same position and the next token is read from the same column),
-and decoded greedily with ``model.generate`` under an attention mask; the model derives position ids
-from that mask, so a padded prompt generates the same tokens as the prompt alone. Only the new text
-is returned, cut at its first newline by default (a factoid answer is one line).
+Prompts are encoded as lm-eval 0.4's HF model encodes them (the tokenizer's BOS unless the text
+already starts with it, :func:`slimkit.evaluate.prompting.encode`), sorted by length so each batch
+carries little padding, padded on the LEFT (so every row's last prompt token sits at the same
+position and the next token is read from the same column), and decoded greedily with
+``model.generate`` under an attention mask; the model derives position ids from that mask, so a
+padded prompt generates the same tokens as the prompt alone.
+
+Greedy means ``argmax`` at every step, whatever the checkpoint's ``generation_config.json`` says: a
+checkpoint that ships ``repetition_penalty``, ``no_repeat_ngram_size``, ``bad_words_ids``,
+``suppress_tokens``, a minimum length or sampling settings would otherwise have them merged into
+every call (transformers fills each unset option from the model's generation config). For the
+duration of a call the model's generation config is replaced by a neutral one that keeps only the
+special token ids and the cache implementation.
+
+Only the new text is returned, cut at its first newline by default (a factoid answer is one line).
+A stop string counts only once the text has started: an answer that opens with a newline (what an
+instruction-tuned model often does after ``"Answer:"``) is kept up to its next newline, not scored
+as empty (``stop_after_text=False`` gives lm-eval's ``until``, which cuts at the first occurrence).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -20,6 +34,11 @@ from slimkit.core.config import check_range
 from slimkit.core.errors import DataError
 from slimkit.core.progress import console, progress_bar
 from slimkit.evaluate._runtime import eval_mode, max_positions, model_device
+from slimkit.evaluate.prompting import encode
+
+# what a neutral generation config keeps of the model's own: token ids and the cache, no logits processor
+_KEPT_GENERATION_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id",
+                           "cache_implementation")  # fmt: skip
 
 
 def greedy_generate(
@@ -27,10 +46,12 @@ def greedy_generate(
     tokenizer: Any,
     prompts: Sequence[str],
     *,
-    max_new_tokens: int = 16,
+    max_new_tokens: int | Sequence[int] = 16,
     batch_size: int = 32,
     stop_at_newline: bool = True,
     stop: Sequence[str] = (),
+    stop_after_text: bool = True,
+    add_bos_token: bool | None = None,
     device: str | torch.device | None = None,
 ) -> list[str]:
     """Greedy continuations of ``prompts``, in the order given.
@@ -39,79 +60,132 @@ def greedy_generate(
         model: a Hugging Face causal LM (anything with ``generate``).
         tokenizer: its tokenizer. Padding is done here, on the left, whatever the tokenizer's own
             setting (it is not changed) and even without a pad token. Prompts get the tokenizer's
-            usual special tokens.
+            usual special tokens (its BOS), unless they already start with its BOS string.
         prompts: the prompt strings.
-        max_new_tokens: most tokens generated per prompt, >= 1. Default: 16.
+        max_new_tokens: most tokens generated per prompt, >= 1: one number, or one per prompt.
+            Default: 16.
         batch_size: prompts per ``generate`` call, >= 1; the output does not depend on it. Default: 32.
         stop_at_newline: cut each continuation at its first ``"\\n"`` and stop a batch once every row
             has produced one. Default: True.
         stop: more stop strings, handled the same way (lm-eval's ``until``). Default: none.
+        stop_after_text: a stop string counts only after the first non-whitespace character, so
+            leading newlines do not end an answer. False: the first occurrence anywhere (lm-eval).
+            Default: True.
+        add_bos_token: force the tokenizer's special tokens on / off for prompts that do not start
+            with its BOS string (lm-eval's ``add_bos_token``). Default: None (the tokenizer's default).
         device: where the inputs go. Default: the model's device (the model is not moved).
 
     Returns:
         One string per prompt: the generated text only, special tokens removed.
     """
-    check_range("max_new_tokens", max_new_tokens, 1, None)
     check_range("batch_size", batch_size, 1, None)
     prompts = list(prompts)
     if not prompts:
         return []
+    if isinstance(max_new_tokens, int):
+        limits = [max_new_tokens] * len(prompts)
+    else:
+        limits = [int(n) for n in max_new_tokens]
+        if len(limits) != len(prompts):
+            raise DataError(f"{len(limits)} max_new_tokens values for {len(prompts)} prompts")
+    for n in set(limits):
+        check_range("max_new_tokens", n, 1, None)
     target = model_device(model, device)
     pad_id = pad_token_id(tokenizer)
     stops = tuple(s for s in (("\n",) if stop_at_newline else ()) + tuple(stop) if s)
-    gen_cfg = GenerationConfig(
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        num_beams=1,
-        pad_token_id=pad_id,
-        eos_token_id=_eos_token_ids(model, tokenizer),
-    )
-    token_ids = tokenizer(prompts)["input_ids"]
+    token_ids = [encode(tokenizer, p, add_bos_token=add_bos_token) for p in prompts]
     empty = [i for i, ids in enumerate(token_ids) if not ids]
     if empty:
         raise DataError(f"prompt #{empty[0]} ({prompts[empty[0]]!r}) has no tokens; nothing to continue from")
-    token_ids = _fit_positions(model, token_ids, max_new_tokens)
+    token_ids = _fit_positions(model, token_ids, limits)
     # longest first: the first batch hits any out-of-memory at once, and similar lengths pad little
     order = sorted(range(len(prompts)), key=lambda i: (-len(token_ids[i]), i))
     outputs: list[str] = [""] * len(prompts)
-    with eval_mode(model), progress_bar(len(prompts), "generate") as bar:
+    with eval_mode(model), neutral_generation_config(model), progress_bar(len(prompts), "generate") as bar:
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             input_ids, attention_mask = left_pad([token_ids[i] for i in idx], pad_id)
             prompt_len = input_ids.shape[1]
-            stopping = StoppingCriteriaList([_StopStrings(tokenizer, prompt_len, stops)]) if stops else None
+            row_limits = [limits[i] for i in idx]
+            gen_cfg = greedy_config(model, tokenizer, max(row_limits))
+            ragged = len(set(row_limits)) > 1
+            stopping = (
+                StoppingCriteriaList(
+                    [_StopStrings(tokenizer, prompt_len, stops, row_limits, stop_after_text)]
+                )
+                if stops or ragged
+                else None
+            )
             out = model.generate(
                 input_ids=input_ids.to(target),
                 attention_mask=attention_mask.to(target),
                 generation_config=gen_cfg,
                 stopping_criteria=stopping,
             )
-            texts = tokenizer.batch_decode(out[:, prompt_len:], skip_special_tokens=True)
-            for i, text in zip(idx, texts, strict=True):
-                outputs[i] = cut_at_stops(text, stops)
+            for row, (i, n) in enumerate(zip(idx, row_limits, strict=True)):
+                text = tokenizer.decode(out[row, prompt_len : prompt_len + n], skip_special_tokens=True)
+                outputs[i] = cut_at_stops(text, stops, after_text=stop_after_text)
             bar.update(len(idx))
     return outputs
 
 
-def _fit_positions(model: nn.Module, token_ids: list[list[int]], max_new_tokens: int) -> list[list[int]]:
-    """Cut prompts that leave no room for ``max_new_tokens`` to their last tokens (the question end).
+def greedy_config(model: nn.Module, tokenizer: Any, max_new_tokens: int) -> GenerationConfig:
+    """A generation config that decodes by argmax with every logits processor neutral."""
+    return GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        num_beams=1,
+        repetition_penalty=1.0,
+        encoder_repetition_penalty=1.0,
+        no_repeat_ngram_size=0,
+        encoder_no_repeat_ngram_size=0,
+        min_length=0,
+        renormalize_logits=False,
+        pad_token_id=pad_token_id(tokenizer),
+        eos_token_id=_eos_token_ids(model, tokenizer),
+    )
 
-    A long retrieval passage or document then loses its beginning rather than failing the whole run;
-    how many prompts were cut is printed once.
+
+@contextlib.contextmanager
+def neutral_generation_config(model: nn.Module) -> Iterator[None]:
+    """Replace ``model.generation_config`` with a neutral one (token ids and cache only) for a while.
+
+    transformers fills every option a call leaves unset from the model's generation config, so the
+    only way to keep a checkpoint's ``repetition_penalty`` or ``bad_words_ids`` out of a greedy
+    decode is to hide them; the original object is put back afterwards, even on error.
+    """
+    original = getattr(model, "generation_config", None)
+    if not isinstance(original, GenerationConfig):
+        yield
+        return
+    kept = {k: getattr(original, k, None) for k in _KEPT_GENERATION_FIELDS}
+    model.generation_config = GenerationConfig(**{k: v for k, v in kept.items() if v is not None})
+    try:
+        yield
+    finally:
+        model.generation_config = original
+
+
+def _fit_positions(model: nn.Module, token_ids: list[list[int]], limits: Sequence[int]) -> list[list[int]]:
+    """Cut prompts that leave no room for their new tokens to their last tokens (the question end).
+
+    lm-eval's left truncation: a long retrieval passage or document loses its beginning rather than
+    failing the whole run; how many prompts were cut is printed once.
     """
     limit = max_positions(model)
     if limit is None:
         return token_ids
-    keep = limit - max_new_tokens
-    if keep < 1:
-        raise DataError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in {limit} positions")
-    cut = sum(len(ids) > keep for ids in token_ids)
+    worst = max(limits)
+    if limit - worst < 1:
+        raise DataError(f"max_new_tokens={worst} leaves no room for a prompt in {limit} positions")
+    keeps = [limit - n for n in limits]
+    cut = sum(len(ids) > keep for ids, keep in zip(token_ids, keeps, strict=True))
     if cut:
         console().print(
-            f"[yellow]note[/yellow]: {cut} of {len(token_ids)} prompts are longer than {keep} tokens "
-            f"({limit} positions - {max_new_tokens} new); their beginnings were cut"
+            f"[yellow]note[/yellow]: {cut} of {len(token_ids)} prompts are longer than {limit} positions "
+            "minus the new tokens; their beginnings were cut (lm-eval's left truncation)"
         )
-    return [ids[-keep:] if len(ids) > keep else ids for ids in token_ids]
+    return [ids[-keep:] if len(ids) > keep else ids for ids, keep in zip(token_ids, keeps, strict=True)]
 
 
 def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,21 +204,38 @@ def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Ten
     return input_ids, attention_mask
 
 
-def cut_at_stops(text: str, stops: Sequence[str]) -> str:
-    """``text`` up to the earliest occurrence of any stop string (all of it when none occurs)."""
-    end = min((i for i in (text.find(s) for s in stops) if i >= 0), default=len(text))
+def cut_at_stops(text: str, stops: Sequence[str], *, after_text: bool = False) -> str:
+    """``text`` up to the earliest occurrence of any stop string (all of it when none occurs).
+
+    ``after_text``: look only from the first non-whitespace character on, so ``"\\nParis\\n"``
+    cut at ``"\\n"`` is ``"\\nParis"`` rather than ``""``.
+    """
+    start = len(text) - len(text.lstrip()) if after_text else 0
+    end = min((i for i in (text.find(s, start) for s in stops) if i >= 0), default=len(text))
     return text[:end]
 
 
 class _StopStrings(StoppingCriteria):
-    """Marks a row finished once its generated text contains a stop string (generate pads it afterwards)."""
+    """Marks a row finished once it has a stop string, or its own token budget (generate pads it after)."""
 
-    def __init__(self, tokenizer: Any, prompt_len: int, stops: Sequence[str]) -> None:
+    def __init__(
+        self,
+        tokenizer: Any,
+        prompt_len: int,
+        stops: Sequence[str],
+        limits: Sequence[int],
+        after_text: bool,
+    ) -> None:
         self.tokenizer, self.prompt_len, self.stops = tokenizer, prompt_len, stops
+        self.limits, self.after_text = list(limits), after_text
 
     def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
-        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len :], skip_special_tokens=True)
-        done = [any(s in t for s in self.stops) for t in texts]
+        generated = input_ids[:, self.prompt_len :]
+        done = [generated.shape[1] >= n for n in self.limits]
+        if self.stops:
+            texts = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
+            for r, t in enumerate(texts):
+                done[r] = done[r] or len(cut_at_stops(t, self.stops, after_text=self.after_text)) < len(t)
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 

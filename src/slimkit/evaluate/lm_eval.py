@@ -11,10 +11,14 @@ every lm-eval task, with local data, unchanged:
 * ``loglikelihood_rolling([text])`` -> ``[log p(text)]`` over lm-eval's disjoint rolling windows of
   the model's maximum length (the first token is conditioned on the prefix token).
 * ``generate_until([(context, {"until": [...], "max_gen_toks": n})])`` -> greedy continuations cut at
-  the first stop string.
+  the first stop string. Generation is greedy only: sampling arguments of a request (``do_sample``,
+  ``temperature`` > 0, ``top_p``, ...) are dropped with a warning.
 
-Tokenization matches lm-eval's HF model (no BOS unless ``add_bos_token``; trailing context whitespace
-moves to the continuation), so the two give the same numbers.
+Tokenization matches lm-eval 0.4's HF model: the tokenizer's default special tokens (its BOS) unless
+a text already starts with the BOS string, or ``add_bos_token`` when given; trailing context
+whitespace moves to the continuation; the same encoding for scoring, rolling windows and generation;
+requests longer than the model are cut from the left. So the two give the same numbers.
+``batch_size="auto"`` (or ``"auto:N"``) starts at ``max_batch_size`` and halves on out-of-memory.
 
     from slimkit.evaluate.lm_eval import SlimkitLM, run_lm_eval
     lm = SlimkitLM.from_dir("runs/llama-wanda50")                     # or SlimkitLM(model, tokenizer)
@@ -25,10 +29,11 @@ From lm-eval's own CLI, after ``import slimkit.evaluate.lm_eval``: ``--model sli
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
-from slimkit.core.errors import SlimkitError
+from slimkit.core.errors import ConfigError, SlimkitError
 
 try:
     from lm_eval.api.model import LM
@@ -40,9 +45,13 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
 
 from slimkit.evaluate._runtime import max_positions
 from slimkit.evaluate.generation import greedy_generate, pad_token_id
+from slimkit.evaluate.prompting import encode
 from slimkit.evaluate.scoring import prefix_token_id, score_token_requests, split_context
 
 DEFAULT_MAX_GEN_TOKS = 256
+DEFAULT_MAX_BATCH_SIZE = 64
+_MAX_TOKEN_KEYS = ("max_gen_toks", "max_new_tokens", "max_tokens", "max_completion_tokens")  # lm-eval's order
+_T = TypeVar("_T")
 
 
 @register_model("slimkit")
@@ -53,10 +62,13 @@ class SlimkitLM(LM):
         model, tokenizer: the causal LM and its tokenizer; or leave them out and give ``pretrained``.
         pretrained: a model directory, loaded with :func:`slimkit.load_model` (restores pruned,
             low-rank and quantized formats).
-        batch_size: contexts per forward pass. Default: 16.
+        batch_size: contexts per forward pass, or ``"auto"`` / ``"auto:N"`` (start at
+            ``max_batch_size``, halve on out-of-memory, keep what fits). Default: 16.
+        max_batch_size: where ``"auto"`` starts. Default: 64 (lm-eval's).
         max_gen_toks: default generation cap when a request names none. Default: 256.
-        add_bos_token: let the tokenizer add its special tokens to contexts (lm-eval's HF model
-            default is False). Default: False.
+        add_bos_token: force the tokenizer's special tokens on (True) or off (False) for every text;
+            None uses the tokenizer's default, never doubling a BOS already in the text (lm-eval
+            0.4's HF model default). Default: None.
         device, dtype: for ``pretrained`` only.
     """
 
@@ -67,8 +79,9 @@ class SlimkitLM(LM):
         *,
         pretrained: str | None = None,
         batch_size: int | str = 16,
+        max_batch_size: int | str = DEFAULT_MAX_BATCH_SIZE,
         max_gen_toks: int = DEFAULT_MAX_GEN_TOKS,
-        add_bos_token: bool = False,
+        add_bos_token: bool | str | None = None,
         device: str = "cpu",
         dtype: str | None = None,
     ) -> None:
@@ -82,10 +95,22 @@ class SlimkitLM(LM):
         elif tokenizer is None:
             raise SlimkitError("SlimkitLM was given a model without its tokenizer")
         self.model, self.tokenizer = model.eval(), tokenizer
-        self.batch_size = int(batch_size)
+        self.max_batch_size = int(max_batch_size)
+        self.auto_batch = str(batch_size).startswith("auto")
+        if self.auto_batch:
+            # "auto:N" re-detects N times in lm-eval; one detection holds here (the shapes barely change)
+            self.batch_size = self.max_batch_size
+        else:
+            try:
+                self.batch_size = int(batch_size)
+            except ValueError:
+                raise ConfigError(f"batch_size must be an integer or 'auto', got {batch_size!r}") from None
+        if self.batch_size < 1 or self.max_batch_size < 1:
+            raise ConfigError(f"batch sizes must be >= 1, got {batch_size!r} / max {max_batch_size!r}")
         self.max_gen_toks = int(max_gen_toks)
-        self.add_bos_token = _as_bool(add_bos_token)
+        self.add_bos_token = None if add_bos_token in (None, "None", "none", "") else _as_bool(add_bos_token)
         self.max_length = max_positions(model) or 2048
+        self._warned: set[tuple[str, ...]] = set()
 
     @classmethod
     def from_dir(cls, path: str, **kwargs: Any) -> SlimkitLM:
@@ -115,7 +140,8 @@ class SlimkitLM(LM):
         windows: list[tuple[int, list[int], list[int]]] = []
         for r, req in enumerate(requests):
             (text,) = req.args
-            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            # encoded like a context (lm-eval's tok_encode): a BOS-adding tokenizer's BOS is scored too
+            ids = encode(self.tokenizer, text, add_bos_token=self.add_bos_token)
             for ctx, pred in map(
                 utils.make_disjoint_window,
                 utils.get_rolling_token_windows(
@@ -134,32 +160,86 @@ class SlimkitLM(LM):
         groups: dict[tuple[tuple[str, ...], int], list[int]] = {}
         for i, req in enumerate(requests):
             _, gen_kwargs = req.args
-            until = gen_kwargs.get("until") or ()
-            until = (until,) if isinstance(until, str) else tuple(until)
-            groups.setdefault((until, int(gen_kwargs.get("max_gen_toks", self.max_gen_toks))), []).append(i)
+            until, max_new = self._generation_settings(dict(gen_kwargs or {}))
+            groups.setdefault((until, max_new), []).append(i)
         out = [""] * len(requests)
         for (until, max_new), idx in groups.items():
-            texts = greedy_generate(
-                self.model,
-                self.tokenizer,
-                [requests[i].args[0] for i in idx],
-                max_new_tokens=max_new,
-                batch_size=self.batch_size,
-                stop_at_newline=False,
-                stop=until,
+            texts = self._batched(
+                lambda bs, idx=idx, until=until, max_new=max_new: greedy_generate(
+                    self.model,
+                    self.tokenizer,
+                    [requests[i].args[0] for i in idx],
+                    max_new_tokens=max_new,
+                    batch_size=bs,
+                    stop_at_newline=False,
+                    stop=until,
+                    stop_after_text=False,  # lm-eval's until: the first occurrence, wherever it is
+                    add_bos_token=self.add_bos_token,
+                )
             )
             for i, text in zip(idx, texts, strict=True):
                 out[i] = text
         return out
 
+    def apply_chat_template(
+        self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True
+    ) -> str:
+        """lm-eval's ``--apply_chat_template``: the tokenizer's template rendered as text."""
+        return self.tokenizer.apply_chat_template(
+            chat_history,
+            tokenize=False,
+            add_generation_prompt=add_generation_prompt,
+            continue_final_message=not add_generation_prompt,
+        )
+
+    @property
+    def tokenizer_name(self) -> str:
+        """Keys lm-eval's cache of rendered chat prompts."""
+        return str(getattr(self.tokenizer, "name_or_path", "slimkit")).replace("/", "__")
+
     # -- helpers ------------------------------------------------------------------------------------------
     def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-        return split_context(self.tokenizer, context, continuation, add_special_tokens=self.add_bos_token)
+        return split_context(self.tokenizer, context, continuation, add_bos_token=self.add_bos_token)
 
     def _score(self, token_requests: Sequence[tuple[list[int], list[list[int]]]]) -> list[list[Any]]:
-        return score_token_requests(
-            self.model, token_requests, pad_id=pad_token_id(self.tokenizer), batch_size=self.batch_size
+        return self._batched(
+            lambda bs: score_token_requests(
+                self.model, token_requests, pad_id=pad_token_id(self.tokenizer), batch_size=bs
+            )
         )
+
+    def _batched(self, run: Callable[[int], _T]) -> _T:
+        """``run(batch_size)``; with ``batch_size="auto"`` halve it on out-of-memory and keep what fits."""
+        while True:
+            try:
+                return run(self.batch_size)
+            except (RuntimeError, MemoryError) as e:
+                if not (self.auto_batch and self.batch_size > 1 and _is_oom(e)):
+                    raise
+                self.batch_size //= 2
+                _free_cache()
+
+    def _generation_settings(self, gen_kwargs: dict[str, Any]) -> tuple[tuple[str, ...], int]:
+        """``(stop strings, max new tokens)`` of a request; sampling arguments are dropped with a warning."""
+        until = gen_kwargs.pop("until", None) or ()
+        until = (until,) if isinstance(until, str) else tuple(until)
+        max_new = self.max_gen_toks
+        for key in reversed(_MAX_TOKEN_KEYS):
+            value = gen_kwargs.pop(key, None)
+            if value is not None:
+                max_new = int(value)
+        greedy_equivalent = {"do_sample": (False, None), "temperature": (0, 0.0, None)}
+        dropped = sorted(
+            k for k, v in gen_kwargs.items() if not (k in greedy_equivalent and v in greedy_equivalent[k])
+        )
+        if dropped and tuple(dropped) not in self._warned:
+            self._warned.add(tuple(dropped))
+            warnings.warn(
+                f"SlimkitLM decodes greedily; dropped generation argument(s) "
+                f"{ {k: gen_kwargs[k] for k in dropped} }",
+                stacklevel=3,
+            )
+        return until, max_new
 
 
 def run_lm_eval(
@@ -220,3 +300,19 @@ def lm_eval_metrics(results: dict[str, Any]) -> dict[str, dict[str, float | int]
 def _as_bool(value: bool | str) -> bool:
     # lm-eval passes --model_args values as strings
     return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+
+
+def _is_oom(error: BaseException) -> bool:
+    import torch
+
+    return isinstance(error, torch.cuda.OutOfMemoryError | MemoryError) or "out of memory" in str(error)
+
+
+def _free_cache() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

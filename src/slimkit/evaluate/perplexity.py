@@ -1,9 +1,18 @@
-"""Perplexity with the WikiText protocol of the pruning literature (SparseGPT, Wanda, OWL, LLM-KICK).
+"""Perplexity of a text as written, with the windows of the pruning literature (SparseGPT, Wanda, OWL, LLM-KICK).
 
-The documents are joined with ``"\\n\\n"``, tokenized once without special tokens and cut into
-non-overlapping windows of ``seqlen`` tokens; the remainder shorter than a window is dropped. Each
-window ``w = (t_1..t_S)`` is scored on its own (no context carried over) and predicts its ``S - 1``
-next tokens::
+The text is scored exactly as given: a ``.txt`` file as written (:func:`slimkit.data.sources.read_text`:
+no re-split at blank lines), documents (JSONL/parquet/HF rows, a list of strings) joined with
+``"\\n\\n"`` (the WikiText protocol). It is tokenized **once**, without the tokenizer's special
+tokens, and one prefix token is put in front: ``BOS``, or ``EOS`` when the tokenizer has no BOS
+(lm-eval's ``prefix_token_id``; :func:`slimkit.evaluate.scoring.prefix_token_id`)::
+
+    ids = [prefix] + tokenizer(text, add_special_tokens=False).input_ids
+
+With a LLaMA tokenizer this is exactly the literature's ``tokenizer(text)`` (which adds one BOS at
+the very start), and as in lm-eval's rolling log-likelihood the first token of the text is predicted
+from the prefix. ``ids`` is cut into non-overlapping windows of ``seqlen`` tokens; the remainder
+shorter than a window is dropped. Each window ``w = (t_1..t_S)`` is scored on its own (no context
+carried over) and predicts its ``S - 1`` next tokens::
 
     NLL(w)   = -1/(S-1) * sum_{i=2..S} log p(t_i | t_1..t_{i-1})      (= HF loss with labels=input_ids)
     mean_nll = mean over windows of NLL(w)                              (every window has S-1 targets)
@@ -28,8 +37,9 @@ from torch import nn
 from slimkit.core.config import Config, check_range
 from slimkit.core.errors import ConfigError, DataError
 from slimkit.core.progress import progress_bar
-from slimkit.data.sources import read_documents
+from slimkit.data.sources import DOCUMENT_SEPARATOR, read_text
 from slimkit.evaluate._runtime import eval_mode, max_positions, model_device
+from slimkit.evaluate.scoring import prefix_token_id
 
 DEFAULT_MAX_SEQLEN = 2048
 DEFAULT_DATA = "world:heldout"
@@ -37,10 +47,11 @@ DEFAULT_DATA = "world:heldout"
 
 @dataclass(frozen=True)
 class PerplexityTaskConfig(Config):
-    """The ``ppl`` suite: perplexity of one text source (WikiText protocol, see the module docstring).
+    """The ``ppl`` suite: perplexity of one text source as written (see the module docstring).
 
     Attributes:
-        data (str | None): a text source spec for :func:`slimkit.data.sources.read_documents`.
+        data (str | None): a text source spec for :func:`slimkit.data.sources.read_text` (a ``.txt``
+            file is scored as written; e.g. ``"python-docs:eval"`` for real English with no file).
             Default: ``None`` = ``"world:heldout"``, the built-in world's held-out text.
         column (str | None): text field of a JSONL/parquet/HF source. Default: ``None`` (``"text"``).
         split (str | None): split of a saved ``DatasetDict``. Default: ``None``.
@@ -99,13 +110,15 @@ def perplexity(
     device: str | torch.device | None = None,
     limit: int | None = None,
 ) -> PerplexityResult:
-    """Perplexity of ``model`` on a text source, WikiText protocol (see the module docstring).
+    """Perplexity of ``model`` on a text source as written, literature windows (see the module docstring).
 
     Args:
         model: a causal LM returning ``.logits`` of shape ``[batch, seqlen, vocab]``.
-        tokenizer: its tokenizer (called once on the whole joined text, ``add_special_tokens=False``).
-        documents_or_spec: a source spec (str/Path, e.g. ``"wiki.jsonl"`` or ``"world:heldout"``) or the
-            documents themselves as a list of strings.
+        tokenizer: its tokenizer (called once on the whole text, ``add_special_tokens=False``; the
+            prefix token is its BOS, else its EOS).
+        documents_or_spec: a source spec (str/Path, e.g. ``"wiki.test.raw.txt"``, ``"wiki.jsonl"`` or
+            ``"world:heldout"``; a ``.txt`` file is scored as written) or the documents themselves as a
+            list of strings (joined with ``"\\n\\n"``).
         seqlen: window length. Default: min(model max positions, 2048).
         batch_size: windows per forward pass; the result does not depend on it. Default: 8.
         device: where the windows are sent. Default: the model's device (the model is not moved).
@@ -116,26 +129,37 @@ def perplexity(
     """
     cfg = PerplexityTaskConfig(seqlen=seqlen, batch_size=batch_size, limit=limit)  # validates the numbers
     if isinstance(documents_or_spec, str | Path):
-        documents = read_documents(documents_or_spec)
+        text = read_text(documents_or_spec)
         where = str(documents_or_spec)
     else:
-        documents = list(documents_or_spec)
+        text = DOCUMENT_SEPARATOR.join(documents_or_spec)
         where = "the given documents"
-    return _perplexity(model, tokenizer, documents, cfg, where=where, device=device)
+    return _perplexity(model, tokenizer, text, cfg, where=where, device=device)
+
+
+def text_token_ids(tokenizer: Any, text: str) -> list[int]:
+    """``[prefix] + tokenizer(text, add_special_tokens=False)``: the token stream perplexity scores.
+
+    The prefix is the tokenizer's BOS, else its EOS (:func:`~slimkit.evaluate.scoring.prefix_token_id`).
+    """
+    # verbose=False: the whole text is longer than model_max_length on purpose; that warning is noise here
+    ids = tokenizer(text, add_special_tokens=False, return_attention_mask=False, verbose=False)["input_ids"]
+    return [prefix_token_id(tokenizer), *ids]
 
 
 def token_windows(
-    tokenizer: Any, documents: Sequence[str], seqlen: int, *, where: str = "text"
+    tokenizer: Any, text: str | Sequence[str], seqlen: int, *, where: str = "text"
 ) -> torch.Tensor:
-    """``"\\n\\n".join(documents)`` tokenized once, cut into ``[n_windows, seqlen]`` (remainder dropped)."""
-    text = "\n\n".join(documents)
-    # verbose=False: the whole text is longer than model_max_length on purpose; that warning is noise here
-    ids = tokenizer(text, add_special_tokens=False, return_attention_mask=False, verbose=False)["input_ids"]
+    """:func:`text_token_ids` of ``text`` (documents are joined with ``"\\n\\n"``) cut into
+    ``[n_windows, seqlen]``, the remainder dropped."""
+    if not isinstance(text, str):
+        text = DOCUMENT_SEPARATOR.join(text)
+    ids = text_token_ids(tokenizer, text)
     n_windows = len(ids) // seqlen
     if n_windows == 0:
         raise DataError(
-            f"{where}: {len(ids)} tokens is shorter than one window of seqlen={seqlen}; "
-            f"give more text or a smaller seqlen"
+            f"{where}: {len(ids)} tokens (prefix token included) is shorter than one window of "
+            f"seqlen={seqlen}; give more text or a smaller seqlen"
         )
     return torch.tensor(ids[: n_windows * seqlen], dtype=torch.long).view(n_windows, seqlen)
 
@@ -171,8 +195,8 @@ def run_perplexity_task(
 ) -> dict[str, dict[str, Any]]:
     """The ``ppl`` suite: ``{"ppl": {"perplexity", "mean_nll", "n_windows", "seqlen", "n" (= predicted tokens)}}``."""
     spec = cfg.data or DEFAULT_DATA
-    documents = read_documents(spec, column=cfg.column, split=cfg.split)
-    result = _perplexity(model, tokenizer, documents, cfg, where=spec)
+    text = read_text(spec, column=cfg.column, split=cfg.split)
+    result = _perplexity(model, tokenizer, text, cfg, where=spec)
     return {
         "ppl": {
             "perplexity": result.ppl,
@@ -187,13 +211,13 @@ def run_perplexity_task(
 def _perplexity(
     model: nn.Module,
     tokenizer: Any,
-    documents: Sequence[str],
+    text: str,
     cfg: PerplexityTaskConfig,
     *,
     where: str,
     device: str | torch.device | None = None,
 ) -> PerplexityResult:
-    windows = token_windows(tokenizer, documents, _resolve_seqlen(model, cfg.seqlen), where=where)
+    windows = token_windows(tokenizer, text, _resolve_seqlen(model, cfg.seqlen), where=where)
     if cfg.limit is not None:
         windows = windows[: cfg.limit]
     return windows_perplexity(model, windows, batch_size=cfg.batch_size, device=device)

@@ -39,6 +39,27 @@ What each reader reproduces of LLM-KICK's protocol:
 * CNN/DailyMail: ``length`` tag = word-count tertile of the article within the file (LLM-KICK scored 30
   small, 30 mid and 30 large stories; ``per_length=30`` picks the first 30 of each).
 
+Each reader also ships the task options LLM-KICK used for its dataset (:func:`reader_task_options`;
+the ``kick`` suite applies them, and a user's ``task_options`` override them), and groups scores by
+the dataset's own tags, so that difficulty axes exist on real data:
+
+==============  ==========================================================  =====================
+dataset         prompt, generation                                          headline / groups
+==============  ==========================================================  =====================
+FreebaseQA      ``"Please give answer to this question: {question}\nThe      ``contains`` /
+                answer is "``, up to 2 new tokens per prompt token (its     ``parses``
+                ``max_length`` = 3x the prompt), not cut at a newline
+TriviaQA        retrieval: ``KICK_RETRIEVAL_TEMPLATE``, 32 new tokens,      ``lenient`` /
+                first line; closed book: ``"Answer these questions:\n\nQ:   ``context_chars``,
+                {question}\nA:"``, 32 new tokens                            ``answer_type``,
+                                                                            ``answer_in_context``
+MMLU            the k-shot Hendrycks prompt (in the records)                ``accuracy`` /
+                                                                            ``subject``
+==============  ==========================================================  =====================
+
+LLM-KICK's FreebaseQA containment also searched the prompt it had echoed (an answer quoted in the
+question counted); here only the generated text is searched.
+
 Every wrong layout raises :class:`DataError` naming the file, the record or line, the missing fields
 and the expected layout; a source that yields no records is a DataError too. A new dataset registers
 its reader with :func:`register_reader`; nothing here dispatches with an ``if`` chain.
@@ -59,6 +80,7 @@ from slimkit.core.errors import ConfigError, DataError
 from slimkit.core.io import parse_json, read_text_file
 from slimkit.data.sources import jsonl_rows
 from slimkit.evaluate.tasks import RECORD_FORMATS
+from slimkit.evaluate.tasks.retrieval import KICK_RETRIEVAL_TEMPLATE
 
 Record = dict[str, Any]
 TaskData = dict[str, list[Record]]
@@ -102,16 +124,27 @@ VICUNA_LAYOUT = (
     'or "turns": [str, ...] instead of "text" (MT-Bench; the first turn is used)'
 )
 
+KICK_FREEBASEQA_TEMPLATE = "Please give answer to this question: {question}\nThe answer is "
+KICK_CLOSED_BOOK_TEMPLATE = "Answer these questions:\n\nQ: {question}\nA:"
+FEWSHOT_SPLIT = ":fewshot"
+"""A reader's ``"<task>:fewshot"`` records: a dev split the task's few-shot examples are drawn from."""
+
 _READERS: dict[str, Reader] = {}
+_READER_OPTIONS: dict[str, dict[str, dict[str, Any]]] = {}
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9_+-]+):(.*)$")  # >= 2 letters, so "C:\\x" is a path
 
 
 # -- the registry -----------------------------------------------------------------------------------------
-def register_reader(scheme: str) -> Callable[[Reader], Reader]:
+def register_reader(
+    scheme: str, *, task_options: dict[str, dict[str, Any]] | None = None
+) -> Callable[[Reader], Reader]:
     """Decorator: make ``"{scheme}:{rest}"`` specs call ``reader(rest, **options)``.
 
-    The reader returns ``{task name: [record, ...]}``; its keyword-only parameters are the options
-    :func:`load_task_data` accepts for that scheme. Registering a taken scheme raises ``ValueError``.
+    The reader returns ``{task name: [record, ...]}`` (and optionally ``"<task>:fewshot"`` records, a
+    dev split for few-shot examples); its keyword-only parameters are the options
+    :func:`load_task_data` accepts for that scheme. ``task_options`` (``{task: {option: value}}``)
+    are the task settings the dataset is evaluated with by default (its prompt template, generation
+    length, headline metric, tags to group by). Registering a taken scheme raises ``ValueError``.
     """
     if not _SCHEME.match(f"{scheme}:"):
         raise ValueError(f"reader scheme {scheme!r} must be letters, digits, '_', '+' or '-' (2+ chars)")
@@ -120,9 +153,19 @@ def register_reader(scheme: str) -> Callable[[Reader], Reader]:
         if scheme in _READERS:
             raise ValueError(f"reader scheme {scheme!r} is already registered")
         _READERS[scheme] = reader
+        _READER_OPTIONS[scheme] = {task: dict(o) for task, o in (task_options or {}).items()}
         return reader
 
     return decorate
+
+
+def reader_task_options(spec: str | Path) -> dict[str, dict[str, Any]]:
+    """The task options the reader of ``spec`` ships (``{}`` for a bare path or an unknown scheme)."""
+    text = str(spec)
+    match = _SCHEME.match(text) if not Path(text).exists() else None
+    if match is None:
+        return {}
+    return {task: dict(o) for task, o in _READER_OPTIONS.get(match.group(1), {}).items()}
 
 
 def reader_names() -> list[str]:
@@ -166,7 +209,7 @@ def load_task_data(spec: str | Path, **options: Any) -> TaskData:
         raise ConfigError(f"{scheme}: unknown option(s) {unknown}; this reader takes {accepted}")
     data = reader(rest, **options)
     for task, records in data.items():
-        validate_records(task, records, source=text)
+        validate_records(task.removesuffix(FEWSHOT_SPLIT), records, source=text)
     return data
 
 
@@ -189,7 +232,19 @@ def validate_records(task: str, records: Sequence[Record], *, source: str) -> No
 
 
 # -- FreebaseQA -------------------------------------------------------------------------------------------
-@register_reader("freebaseqa")
+@register_reader(
+    "freebaseqa",
+    task_options={
+        "factoid": {
+            "prompt_template": KICK_FREEBASEQA_TEMPLATE,
+            "max_new_tokens": 128,
+            "max_new_tokens_ratio": 2.0,
+            "stop_at_newline": False,
+            "headline_metric": "contains",
+            "group_by_tags": ["parses"],
+        }
+    },
+)
 def read_freebaseqa(path: str | Path, *, limit: int | None = None) -> TaskData:
     """FreebaseQA (Jiang et al., NAACL 2019) -> ``{"factoid": records}``.
 
@@ -234,7 +289,7 @@ def read_freebaseqa(path: str | Path, *, limit: int | None = None) -> TaskData:
 
 
 # -- MMLU -------------------------------------------------------------------------------------------------
-@register_reader("mmlu")
+@register_reader("mmlu", task_options={"mc": {"headline_metric": "accuracy", "group_by_tags": ["subject"]}})
 def read_mmlu(
     directory: str | Path,
     *,
@@ -331,7 +386,24 @@ def _mmlu_rows(path: Path) -> list[tuple[int, list[str]]]:
 
 
 # -- TriviaQA ---------------------------------------------------------------------------------------------
-@register_reader("triviaqa")
+@register_reader(
+    "triviaqa",
+    task_options={
+        "retrieval": {
+            "prompt_template": KICK_RETRIEVAL_TEMPLATE,
+            "max_new_tokens": 32,
+            "headline_metric": "lenient",
+            "group_by_tags": ["context_chars", "answer_type", "answer_in_context"],
+        },
+        "factoid": {
+            "prompt_template": KICK_CLOSED_BOOK_TEMPLATE,
+            "max_new_tokens": 32,
+            "headline_metric": "lenient",
+            "baseline_tag": "answer_type",
+            "group_by_tags": ["answer_type"],
+        },
+    },
+)
 def read_triviaqa(
     path: str | Path,
     *,
@@ -640,7 +712,9 @@ def read_slimkit_dir(
     """A directory of slimkit task files ``<task>.jsonl`` (e.g. ``slimkit world build``'s output), or
     one such file -> ``{task: records}``, records as they are (see the record formats above).
 
-    Files whose stem is not a task (``canaries.jsonl``, ``world.json``, ...) are ignored.
+    A ``<task>.fewshot.jsonl`` beside a task file is its dev split (``"<task>:fewshot"``: few-shot
+    examples come from it). Files whose stem is not a task (``canaries.jsonl``, ``world.json``, ...)
+    are ignored.
 
     Args:
         path: the directory, or one ``<task>.jsonl`` file.
@@ -655,6 +729,11 @@ def read_slimkit_dir(
             f"evaluation data not found: {path}; expected a directory of <task>.jsonl files or a scheme:PATH spec"
         )
     found = {p.stem: p for p in sorted(path.glob("*.jsonl")) if p.stem in TASK_RECORD_KINDS}
+    dev = {
+        p.stem.removesuffix(".fewshot"): p
+        for p in sorted(path.glob("*.fewshot.jsonl"))
+        if p.stem.removesuffix(".fewshot") in TASK_RECORD_KINDS
+    }
     if tasks is not None:
         wanted = [t.strip() for t in tasks.split(",")] if isinstance(tasks, str) else list(tasks)
         missing = sorted(set(wanted) - set(found))
@@ -670,6 +749,8 @@ def read_slimkit_dir(
     data: TaskData = {}
     for task, file in found.items():
         data |= read_jsonl(file, task=task, limit=limit)
+        if task in dev:
+            data[task + FEWSHOT_SPLIT] = read_jsonl(dev[task], task=task)[task]
     return data
 
 
@@ -786,6 +867,10 @@ __all__ = [
     "read_triviaqa",
     "read_vicuna_bench",
     "reader_names",
+    "reader_task_options",
     "register_reader",
     "validate_records",
 ]
+
+# readers defined in their own modules register themselves on import
+from slimkit.evaluate import realqa as _realqa  # noqa: E402, F401  (countries:)

@@ -1,9 +1,18 @@
 """Results JSON -> ``report.md`` with tables and PNG plots.
 
 Input: a results dict following DESIGN.md's schema, optionally with ``variants`` (each itself a
-results dict with a ``variant`` entry: name, method, sparsity, pattern, allocation). Output: markdown
-text; when there is a sweep, ``perplexity_vs_sparsity.png`` and ``accuracy_vs_sparsity.png`` are
-written next to it (one line per method over unstructured sparsity, N:M and OWL points as markers).
+results dict with a ``variant`` entry: ``name``, ``method``, ``family``, ``series``, ``options`` and,
+from the compression, ``achieved_sparsity`` and ``size_fraction``) and ``higher_is_better``
+(``{task: {metric: bool}}``, see :func:`metric_directions`). Output: markdown text; when there is a
+sweep, ``perplexity_vs_size.png`` and ``accuracy_vs_size.png`` are written next to it: one panel per
+family (``prune``, ``lowrank``, ...), the metric against the variant's size (stored bits / dense bits
+of the compressed matrices, so pruned, low-rank and quantized variants share one axis), one curve per
+series, the dense model as a reference line, and the legends below the panels.
+
+Metric direction: a metric is higher-is-better unless the results say otherwise or it is one of
+:data:`LOWER_IS_BETTER` (perplexity, toxicity, leakage, ...); counts (``n``, ``n_windows``) have none.
+The knowledge-loss flag and the tables read it, so a lower-is-better task is never flagged for
+improving.
 """
 
 from __future__ import annotations
@@ -28,18 +37,74 @@ SUMMARY_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("judge score", "instruct", "score"),
 )
 
+# (file, title, y label, [(task, metric, legend suffix)], log y); the first metric of a plot is drawn
+# solid / filled, the second dashed / hollow
 PLOTS = (
-    ("perplexity_vs_sparsity.png", "Perplexity (log scale)", (("ppl", "perplexity", "-"),), True),
+    ("perplexity_vs_size.png", "Perplexity", "perplexity, log scale", (("ppl", "perplexity", ""),), True),
     (
-        "accuracy_vs_sparsity.png",
+        "accuracy_vs_size.png",
         "Closed-book factoid exact match",
+        "exact match",
         (
-            ("factoid", "exact_match@popularity_half=popular", "-"),
-            ("factoid", "exact_match@popularity_half=rare", "--"),
+            ("factoid", "exact_match@popularity_half=popular", "popular half"),
+            ("factoid", "exact_match@popularity_half=rare", "rare half"),
         ),
         False,
     ),
 )
+
+SIZE_LABEL = "size: stored bits / dense bits of the compressed matrices"
+
+LOWER_IS_BETTER = frozenset(
+    {
+        "perplexity",
+        "mean_nll",
+        "toxicity",
+        "expected_max_toxicity",
+        "toxicity_rate",
+        "leak_rate",
+        "leakage",
+        "memorization",
+        "demographic_parity_gap",
+        "error_rate",
+    }
+)
+"""Metric names (before any ``@tag=value``) for which a smaller value is better."""
+
+NOT_SCORES = frozenset({"n", "n_windows", "n_tokens", "n_responses", "seqlen", "chance", "rated"})
+"""Bookkeeping values reported beside the metrics: they have no direction."""
+
+
+def higher_is_better(task: str, metric: str, declared: dict[str, Any] | None = None) -> bool | None:
+    """Whether a larger ``metric`` of ``task`` is better (None: a count, not a score).
+
+    ``declared`` is a results file's ``higher_is_better`` (``{task: {metric: bool}}``, per-tag metrics
+    under their base name); it wins over the built-in :data:`LOWER_IS_BETTER` / :data:`NOT_SCORES`.
+    """
+    base = metric.split("@", 1)[0]
+    value = ((declared or {}).get(task) or {}).get(base)
+    if isinstance(value, bool):
+        return value
+    if base in NOT_SCORES or base.startswith("n_"):
+        return None
+    return base not in LOWER_IS_BETTER
+
+
+def metric_directions(results: list[dict[str, Any]]) -> dict[str, dict[str, bool]]:
+    """``{task: {metric: higher_is_better}}`` for every scored metric in ``results`` (tags folded away)."""
+    out: dict[str, dict[str, bool]] = {}
+    for res in results:
+        declared = res.get("higher_is_better")
+        for task, values in res["metrics"].items():
+            for metric in values:
+                direction = higher_is_better(task, metric, declared)
+                if direction is not None:
+                    out.setdefault(task, {})[metric.split("@", 1)[0]] = direction
+    return out
+
+
+def _arrow(direction: bool | None) -> str:
+    return "" if direction is None else (" ↑" if direction else " ↓")
 
 
 def _variants(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -48,6 +113,21 @@ def _variants(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _name(v: dict[str, Any]) -> str:
     return v.get("variant", {}).get("name", v["model"])
+
+
+def _is_dense(v: dict[str, Any]) -> bool:
+    return v.get("variant", {}).get("method") == "dense"
+
+
+def _size(info: dict[str, Any]) -> float | None:
+    """A variant's stored bits / dense bits (older results: 1 - sparsity of a pruned variant)."""
+    if info.get("method") == "dense":
+        return 1.0
+    size = info.get("size_fraction")
+    if isinstance(size, int | float):
+        return float(size)
+    sparsity = info.get("achieved_sparsity")
+    return 1.0 - float(sparsity) if isinstance(sparsity, int | float) else None
 
 
 # enough to keep a name literal inside a heading or a table cell: no link, image, HTML, emphasis or
@@ -82,16 +162,31 @@ def metric_rows(metrics: dict[str, dict[str, Any]]) -> list[tuple[str, str, Any,
 
 
 def summary_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """(header, rows) of the study table: one row per variant, the columns present in any variant."""
+    """(header, rows) of the study table: one row per variant, the columns present in any variant.
+
+    ``size`` is stored bits / dense bits, ``sparsity`` the achieved fraction of zero weights (for
+    low-rank variants: of removed parameters); metric headers carry their direction (↑ / ↓).
+    """
     variants = _variants(results)
+    declared = results.get("higher_is_better")
     columns = [c for c in SUMMARY_COLUMNS if any(c[2] in v["metrics"].get(c[1], {}) for v in variants)]
+    with_size = any("size_fraction" in v.get("variant", {}) for v in variants)
     with_sparsity = any("achieved_sparsity" in v.get("variant", {}) for v in variants)
-    header = ["variant"] + (["sparsity"] if with_sparsity else []) + [c[0] for c in columns]
+    header = (
+        ["variant"]
+        + (["size"] if with_size else [])
+        + (["sparsity"] if with_sparsity else [])
+        + [label + _arrow(higher_is_better(task, metric, declared)) for label, task, metric in columns]
+    )
     rows = []
     for v in variants:
+        info = v.get("variant", {})
         row = [_name(v)]
+        if with_size:
+            size = _size(info) if ("size_fraction" in info or _is_dense(v)) else None
+            row.append("—" if size is None else f"{size:.3f}")
         if with_sparsity:
-            row.append(f"{v.get('variant', {}).get('achieved_sparsity', 0.0):.3f}")
+            row.append(f"{info.get('achieved_sparsity', 0.0):.3f}")
         for _, task, metric in columns:
             value = v["metrics"].get(task, {}).get(metric)
             row.append(
@@ -102,7 +197,7 @@ def summary_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 
 def write_plots(results: dict[str, Any], out_dir: str | Path) -> list[str]:
-    """PNG plots of each metric against sparsity, one line per method; returns the file names written."""
+    """PNG plots of each metric against size, one panel per family; returns the file names written."""
     variants = [v for v in _variants(results) if "variant" in v]
     if len(variants) < 2:
         return []
@@ -111,96 +206,186 @@ def write_plots(results: dict[str, Any], out_dir: str | Path) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    dense = next((v for v in variants if v["variant"].get("method") == "dense"), None)
+    declared = results.get("higher_is_better")
+    dense = next((v for v in variants if _is_dense(v)), None)
+    compressed = [v for v in variants if not _is_dense(v) and _size(v["variant"]) is not None]
+    families = list(dict.fromkeys(v["variant"].get("family") or "variants" for v in compressed))
+    if not families:
+        return []
+    # one colour per method across every panel; within a method, one marker per single-point series
+    colour = {
+        m: f"C{i % 10}" for i, m in enumerate(dict.fromkeys(v["variant"]["method"] for v in compressed))
+    }
     written = []
-    for filename, title, series, log_y in PLOTS:
-        if not any(metric in v["metrics"].get(task, {}) for v in variants for task, metric, _ in series):
+    for filename, title, ylabel, series_spec, log_y in PLOTS:
+        present = [
+            (task, metric, suffix)
+            for task, metric, suffix in series_spec
+            if any(_finite(v["metrics"].get(task, {}).get(metric)) for v in compressed)
+        ]
+        if not present:
             continue
-        fig, ax = plt.subplots(figsize=(6.4, 4.2))
-        lines: dict[str, list[tuple[float, float]]] = defaultdict(list)
-        markers: list[tuple[str, float, float]] = []
-        for task, metric, style in series:
-            suffix = "" if len(series) == 1 else f" ({metric.rsplit('=', 1)[-1]})"
-            for v in variants:
-                info, value = v["variant"], v["metrics"].get(task, {}).get(metric)
-                if value is None or (isinstance(value, float) and not math.isfinite(value)):
-                    continue
-                x = info.get("achieved_sparsity", info.get("sparsity", 0.0))
-                if info.get("method") == "dense":
-                    continue
-                if info.get("pattern") == "unstructured" and not info.get("allocation"):
-                    lines[f"{info['method']}{suffix}|{style}"].append((x, value))
-                else:
-                    markers.append((f"{info['name']}{suffix}", x, value))
-            if dense is not None and metric in dense["metrics"].get(task, {}):
-                d = dense["metrics"][task][metric]
-                for key in [k for k in lines if k.endswith(f"{suffix}|{style}")]:
-                    lines[key].append((0.0, d))
-        # one colour per method, so its popular/rare lines and its N:M / OWL markers read together
-        methods = sorted({v["variant"]["method"] for v in variants if v["variant"].get("method") != "dense"})
-        colour_of = _method_colours(methods)
-
-        for key, points in lines.items():
-            label, style = key.rsplit("|", 1)
-            xs, ys = zip(*sorted(points), strict=True)
-            ax.plot(xs, ys, style, marker="o", label=label, color=colour_of(label))
-        for label, x, y in markers:
-            marker = "s" if ":" in label else "^"
-            filled = "rare" not in label
-            ax.scatter(
-                [x],
-                [y],
-                marker=marker,
-                s=40,
-                label=label,
-                zorder=3,
-                edgecolors=colour_of(label),
-                facecolors=colour_of(label) if filled else "none",
+        cols = min(len(families), 3)
+        rows = math.ceil(len(families) / cols)
+        fig, grid = plt.subplots(
+            # perplexity can blow up by orders of magnitude in one family: each panel gets its own y range
+            rows,
+            cols,
+            figsize=(5.0 * cols, 4.4 * rows),
+            squeeze=False,
+            sharey=not log_y,
+            sharex=True,
+        )
+        for k, family in enumerate(families):
+            ax = grid[k // cols][k % cols]
+            members = [v for v in compressed if (v["variant"].get("family") or "variants") == family]
+            _plot_panel(ax, members, dense, present, colour)
+            ax.set_title(family, fontsize=10)
+            ax.grid(alpha=0.3)
+            ax.set_xlim(0.0, 1.05)
+            if log_y:
+                _plain_log_axis(ax)
+            if k % cols == 0:
+                direction = higher_is_better(present[0][0], present[0][1], declared)
+                ax.set_ylabel(
+                    ylabel + {True: " (higher is better)", False: " (lower is better)"}.get(direction, "")
+                )
+            ax.set_xlabel(SIZE_LABEL, fontsize=8)
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=7, frameon=False)
+        for k in range(len(families), rows * cols):
+            grid[k // cols][k % cols].set_visible(False)
+        styles = ""
+        if len(present) > 1:
+            styles = (
+                "   ("
+                + "; ".join(
+                    f"{suffix}: {'solid / filled' if i == 0 else 'dashed / hollow'}"
+                    for i, (_, _, suffix) in enumerate(present)
+                )
+                + ")"
             )
-        if log_y:
-            ax.set_yscale("log")
-        ax.set_xlabel("sparsity (fraction of decoder-linear weights removed)")
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
+        fig.suptitle(title + styles, fontsize=11)
         fig.tight_layout()
-        fig.savefig(Path(out_dir) / filename, dpi=120)
+        fig.savefig(Path(out_dir) / filename, dpi=120, bbox_inches="tight")
         plt.close(fig)
         written.append(filename)
     return written
 
 
-def _method_colours(methods: list[str]):
-    """label -> matplotlib colour of the label's method (the label's first word, before any '+')."""
-    colour = {m: f"C{i % 10}" for i, m in enumerate(methods)}
-    return lambda label: colour.get(label.split(" ")[0].split("+")[0], "black")
+def _plain_log_axis(ax: Any) -> None:
+    """A log y axis labelled 6, 8, 10 rather than 6x10^0, with enough labels for its range: every minor
+    tick within about a decade, 1-2-5 steps up to a few decades, powers of ten beyond."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_yscale("log")
+    plain = FuncFormatter(lambda y, _: f"{y:g}")
+    ax.yaxis.set_major_formatter(plain)
+    lo, hi = ax.get_ylim()
+    decades = math.log10(hi / lo) if lo > 0 and hi > lo else 0.0
+    if decades > 1.1 and decades <= 3.5:
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_minor_formatter(plain if decades <= 1.1 else NullFormatter())
+    ax.tick_params(axis="y", which="minor", labelsize=7)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+_SINGLE_MARKERS = ("s", "^", "D", "v", "P", "X", "<", ">")
+DODGE = 0.012  # x offset between single markers drawn at the same size
+
+
+def _plot_panel(
+    ax: Any, members: list[dict[str, Any]], dense: dict[str, Any] | None, present, colour
+) -> None:
+    """One family's panel: a line per multi-point series, a marker per single-point one, dense as a line."""
+    series: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for v in members:
+        series[v["variant"].get("series") or _name(v)].append(v)
+    marker_of: dict[str, str] = {}
+    singles: dict[str, int] = defaultdict(int)
+    at_size: dict[float, list[str]] = defaultdict(list)
+    for label, points in series.items():
+        if len(points) == 1:
+            method = points[0]["variant"]["method"]
+            marker_of[label] = _SINGLE_MARKERS[singles[method] % len(_SINGLE_MARKERS)]
+            singles[method] += 1
+            at_size[round(_size(points[0]["variant"]), 3)].append(label)
+    # single markers at one size (every method at 50%) are spread a little apart so none hides another
+    dodge = {
+        label: (k - (len(labels) - 1) / 2) * DODGE
+        for labels in at_size.values()
+        for k, label in enumerate(labels)
+    }
+    for i, (task, metric, _) in enumerate(present):
+        first = i == 0
+        if dense is not None and _finite(dense["metrics"].get(task, {}).get(metric)):
+            ax.axhline(
+                dense["metrics"][task][metric],
+                color="black",
+                linestyle=":" if first else (0, (1, 3)),
+                linewidth=1.0,
+                label="dense" if first else None,
+            )
+        for label, points in series.items():
+            method = points[0]["variant"]["method"]
+            xy = sorted(
+                (_size(v["variant"]), v["metrics"][task][metric])
+                for v in points
+                if _finite(v["metrics"].get(task, {}).get(metric))
+            )
+            if not xy:
+                continue
+            xs, ys = zip(*xy, strict=True)
+            c = colour.get(method, "black")
+            if len(points) > 1:
+                ax.plot(
+                    xs, ys, "-" if first else "--", marker="o", markersize=4, color=c,
+                    markerfacecolor=c if first else "white", label=label if first else None,
+                )  # fmt: skip
+            else:
+                ax.scatter(
+                    [x + dodge[label] for x in xs], ys, marker=marker_of[label], s=42, zorder=3, edgecolors=c,
+                    facecolors=c if first else "none", label=label if first else None,
+                )  # fmt: skip
 
 
 def flagged_variants(
     results: dict[str, Any], ppl_tolerance: float = 0.10, drop_points: float = 0.10
 ) -> list[tuple[str, list[str]]]:
     """Variants whose perplexity stays within ``ppl_tolerance`` of dense while some knowledge task's
-    primary metric drops by more than ``drop_points`` (absolute) — LLM-KICK's point that perplexity
-    hides knowledge loss. Returns ``[(variant name, [task, ...]), ...]``."""
+    primary metric gets worse by more than ``drop_points`` (absolute) — LLM-KICK's point that
+    perplexity hides knowledge loss. "Worse" follows each metric's direction (:func:`higher_is_better`).
+    Returns ``[(variant name, [task, ...]), ...]``."""
     from slimkit.evaluate.kick import PRIMARY_METRIC
 
     variants = _variants(results)
-    dense = next((v for v in variants if v.get("variant", {}).get("method") == "dense"), None)
+    declared = results.get("higher_is_better")
+    dense = next((v for v in variants if _is_dense(v)), None)
     if dense is None:
         return []
     d_ppl = dense["metrics"].get("ppl", {}).get("perplexity")
     if d_ppl is None:
         return []
+    ppl_up = higher_is_better("ppl", "perplexity", declared) is not True
     out = []
     for v in variants:
         ppl = v["metrics"].get("ppl", {}).get("perplexity")
-        if ppl is None or ppl > d_ppl * (1 + ppl_tolerance):
+        if ppl is None or (
+            ppl > d_ppl * (1 + ppl_tolerance) if ppl_up else ppl < d_ppl * (1 - ppl_tolerance)
+        ):
             continue
         lost = []
         for task, metric in PRIMARY_METRIC.items():
             before = dense["metrics"].get(task, {}).get(metric)
             after = v["metrics"].get(task, {}).get(metric)
-            if before is not None and after is not None and before - after > drop_points:
+            if before is None or after is None:
+                continue
+            worse = (
+                before - after if higher_is_better(task, metric, declared) is not False else after - before
+            )
+            if worse > drop_points:
                 lost.append(task)
         if lost:
             out.append((_name(v), lost))
@@ -218,27 +403,40 @@ def write_report(results: dict[str, Any], out_dir: str | Path) -> str:
         f"Created {md_text(prov.get('created', '?'))} · git {md_text(str(prov.get('git_commit') or 'n/a')[:10])} "
         f"· {md_text(versions)}",
         "",
-        "| " + " | ".join(header) + " |",
+    ]
+    sweep = results.get("sweep")
+    if isinstance(sweep, dict) and sweep.get("source"):
+        lines += [
+            f"Sweep: {md_text(sweep['source'])}"
+            + (f" — {md_text(sweep['description'])}" if sweep.get("description") else ""),
+            "",
+        ]
+    lines += [
+        "| " + " | ".join(md_text(h) for h in header) + " |",
         "|" + "|".join("---" for _ in header) + "|",
     ]
     lines += ["| " + " | ".join(md_text(cell) for cell in r) + " |" for r in rows]
     lines += [
         "",
+        "↑ higher is better, ↓ lower is better.",
         "Perplexity: exp(mean token NLL) over non-overlapping windows of the held-out text.",
         "Factoid EM: normalised exact match of the greedy answer to closed-book questions in phrasings",
         "never seen in training; *popular* / *rare* split the facts by how often the corpus states them.",
         "mc accuracy: the option with the highest log-likelihood is the gold one (chance is reported per task).",
         "Retrieval EM: open-book answer from a passage in the prompt. Two-hop EM: the conclusion of a",
         "chain-of-thought answer composing two facts.",
-        "Sparsity: the achieved fraction of zero weights over the compressed decoder linears (for",
-        "low-rank variants: the achieved reduction of their parameter count).",
+        "Size: stored bits / dense bits of the compressed matrices, as slimkit saves them: a pruned",
+        "matrix in bitmask storage (its kept values plus one mask bit per weight, so 50% sparsity in",
+        "float32 is 0.53), a low-rank one as its factors (stored / dense parameters). In memory a",
+        "pruned model still holds every weight. Sparsity: the achieved fraction of zero weights over the",
+        "compressed matrices (for low-rank variants: the fraction of their parameters removed).",
         "",
     ]
     flagged = flagged_variants(results)
     if flagged:
         lines += [
             "**Perplexity hides knowledge loss** (perplexity within 10% of dense, a knowledge task more than",
-            "10 points lower): "
+            "10 points worse): "
             + "; ".join(f"{md_text(name)} ({md_text(', '.join(tasks))})" for name, tasks in flagged)
             + ".",
             "",
@@ -323,17 +521,56 @@ def junkdna_threshold_table(results: dict[str, Any]) -> list[str]:
     by_key: dict[tuple[str, str], dict[str, dict[str, Any]]] = defaultdict(dict)
     for row in analysis["thresholds"]:
         by_key[(row["axis"], row["level"])][row["method"]] = row
-    header = ["axis", "level", "dense"] + [f"{m} <90% / <50%" for m in methods]
+    sig = analysis.get("dense_significance") or {}
+    header = ["axis", "level", "dense", "chance", "n"] + [f"{m} <90% / <50%" for m in methods]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for (axis, level), per_method in by_key.items():
         dense = analysis["dense"].get(axis, {}).get(level)
-        cells = [axis, level, "n/a" if dense is None else f"{dense:.3f}"]
+        s = sig.get(axis, {}).get(level, {})
+        mark = " †" if s.get("significant") is False else ""
+        chance = s.get("chance")
+        cells = [
+            md_text(axis),
+            md_text(level),
+            ("n/a" if dense is None else f"{dense:.3f}") + mark,
+            "—" if chance is None else f"{chance:.3f}",
+            str(s.get("n", "—")),
+        ]
         for m in methods:
             r = per_method.get(m)
             cells.append(
                 "—" if r is None else f"{_fmt_sparsity(r['below_90'])} / {_fmt_sparsity(r['below_50'])}"
             )
         lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def junkdna_corrected_table(results: dict[str, Any]) -> list[str]:
+    """Markdown rows: (score - chance) / (dense - chance) per level at each sparsity, per method.
+
+    ``n/a`` where dense is not above chance; ``†`` where the pruned model's score is not
+    significantly above chance (one-sided binomial test, see :mod:`slimkit.pipelines.junkdna`).
+    """
+    analysis = results["junkdna"]
+    corrected, significant = analysis.get("corrected"), analysis.get("significant") or {}
+    if not corrected:
+        return []
+    lines: list[str] = []
+    for method, by_axis in corrected.items():
+        sparsities = sorted({s for lv in by_axis.values() for c in lv.values() for s, _ in c if s > 0})
+        header = ["axis", "level"] + [f"{s:.0%}" for s in sparsities]
+        lines += [f"**{md_text(method)}**", "", "| " + " | ".join(header) + " |",
+                  "|" + "|".join("---" for _ in header) + "|"]  # fmt: skip
+        for axis, by_level in by_axis.items():
+            for level, curve in by_level.items():
+                values = dict(curve)
+                flags = dict(significant.get(method, {}).get(axis, {}).get(level, []))
+                cells = [md_text(axis), md_text(level)]
+                for sp in sparsities:
+                    mark = " †" if flags.get(sp) is False else ""
+                    cells.append(_fmt_ratio(values.get(sp)) + mark)
+                lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
     return lines
 
 
@@ -377,10 +614,23 @@ def write_junkdna_report(results: dict[str, Any], out_dir: str | Path) -> str:
         "",
         "Scores are normalised to the dense model (1.0 = no loss). For each difficulty level: the first",
         "sparsity at which it falls below 90% and below 50% of dense (*never* = not within the sweep).",
+        "*chance* is what guessing scores on the level (1/options; two-hop: the majority answer of each",
+        "composition); † marks a dense level not significantly above it (one-sided binomial test,",
+        "p < 0.05, at the level's n items): its curve carries no signal.",
         "",
     ]
     lines += junkdna_threshold_table(results)
     lines.append("")
+    corrected = junkdna_corrected_table(results)
+    if corrected:
+        lines += [
+            "## Chance-corrected: (score - chance) / (dense - chance)",
+            "",
+            "1.0 = all of dense's knowledge above chance kept, 0 = down to guessing; *n/a* where dense is",
+            "not above chance; † = this score is not significantly above chance.",
+            "",
+            *corrected,
+        ]
     for filename in write_junkdna_plots(results, out_dir):
         lines += [f"![{filename}]({filename})", ""]
     finetune = junkdna_finetune_table(results)

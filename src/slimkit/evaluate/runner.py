@@ -20,11 +20,13 @@ Metrics = dict[str, dict[str, Any]]
 
 @dataclass
 class SuiteRun:
-    """What a run produced: the config used, every task's output, and the tasks skipped (with why)."""
+    """What a run produced: the config used, every task's output, the tasks skipped (with why), and
+    the config each task ran with (its prompting resolved: chat template applied, BOS, headline)."""
 
     config: Config
     outputs: dict[str, TaskOutput]
     skipped: dict[str, str] = field(default_factory=dict)
+    task_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def metrics(self) -> Metrics:
@@ -61,7 +63,7 @@ def run_suite(
             cfg = task_config(suite, default, **{**shipped, **options})
     ctx = EvalContext(judge=judge)
     outputs = TASKS.lookup(cfg)(model, tokenizer, cfg, ctx)
-    return SuiteRun(cfg, outputs, ctx.skipped)
+    return SuiteRun(cfg, outputs, ctx.skipped, ctx.task_configs)
 
 
 def evaluate(

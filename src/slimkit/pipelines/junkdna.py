@@ -8,9 +8,23 @@ tasks split by difficulty, and normalises each difficulty level to the dense mod
 
     normalised(method, s, axis, level) = score(method, s, level) / score(dense, level)
 
+and, since a level's score has a floor that guessing reaches (1/options in multiple choice, the
+majority answer per composition in two-hop), also to what dense knows above that floor::
+
+    corrected(method, s, level) = (score(method, s, level) - chance(level)) / (dense(level) - chance(level))
+
+``n/a`` (None) where the dense score is not above chance: there is nothing to lose. A level is marked
+*not significant* where its score is not significantly above its chance: a one-sided exact binomial
+test of ``k = round(score * n)`` successes in ``n`` items against ``p = chance``, at ``ALPHA`` = 0.05
+(for multiple choice, ``chance`` is the mean of ``1 / options`` over the level's items). Levels that
+dense itself does not pass carry no signal about what pruning removed.
+
 On the built-in world the difficulty axes are: fact popularity (popular vs rare half, and quartiles),
 options in multiple choice (2 vs 4 vs 8), context length in retrieval (short vs long), and hops
-(one-hop factoid vs two-hop composition). On real data, every tag a task groups by is an axis.
+(one-hop factoid vs two-hop composition). On real data, every tag a task groups by is an axis, and
+the readers group by their dataset's own tags (TriviaQA: context length, answer type; MMLU:
+subject; FreebaseQA: parses; ``countries:``: population quartile, relation, options). Each task's
+score is its headline metric (a reader's choice, e.g. containment for FreebaseQA).
 
 It reports the curves (one PNG per method, one panel per axis), the first sparsity at which each
 level drops below 90% and 50% of dense, and the paper's two fine-tune-after-pruning modes, trained
@@ -42,6 +56,9 @@ from slimkit.core.progress import console
 HOPS_AXIS = "hops (factoid vs twohop)"
 FINETUNE_MODES = ("frozen", "regrow", "dense")
 THRESHOLDS = (0.9, 0.5)
+ALPHA = 0.05
+BINARY_METRICS = ("exact_match", "contains", "lenient", "accuracy", "accuracy_norm")
+"""Per-item 0/1 metrics: the ones a binomial test applies to (ROUGE and F1 are not counts)."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +85,9 @@ class JunkDNAConfig(Config):
         finetune_lr (float): AdamW peak learning rate. Default: 3e-4.
         finetune_data (str | None): text source to fine-tune on; None = ``world:corpus``.
         batch_size (int | None): evaluation batch size for every task. Default: each task's own.
+        num_fewshot, chat_template, system_prompt: the KICK suite's prompting options (see
+            ``KickSuiteConfig``; e.g. ``chat_template="on"`` for an instruction-tuned model).
+            Default: None (each task's own).
         device (str): compute device. Default: "cpu".
         seed (int): calibration and fine-tuning seed. Default: 0.
     """
@@ -88,6 +108,9 @@ class JunkDNAConfig(Config):
     finetune_lr: float = 3e-4
     finetune_data: str | None = None
     batch_size: int | None = None
+    num_fewshot: int | None = None
+    chat_template: str | None = None
+    system_prompt: str | None = None
     device: str = "cpu"
     seed: int = 0
 
@@ -131,22 +154,32 @@ class JunkDNAConfig(Config):
             limit=self.limit,
             batch_size=self.batch_size,
             task_options=options,
+            num_fewshot=self.num_fewshot,
+            chat_template=self.chat_template,
+            system_prompt=self.system_prompt,
         )
 
 
 # -- pure analysis over metrics dicts --------------------------------------------------------------------
-def difficulty_levels(metrics: dict[str, dict[str, Any]]) -> dict[str, list[tuple[str, str, str]]]:
+def difficulty_levels(
+    metrics: dict[str, dict[str, Any]], headlines: dict[str, str | None] | None = None
+) -> dict[str, list[tuple[str, str, str]]]:
     """Difficulty axes found in one model's KICK metrics: axis -> [(level, task, metric key), ...].
 
-    Every ``primary@tag=value`` key of a task is a level of the axis ``"task: tag"`` (the task's
-    primary metric, see :data:`slimkit.evaluate.kick.PRIMARY_METRIC`); with both ``factoid`` and
-    ``twohop`` present the hops axis compares their overall scores.
+    Every ``headline@tag=value`` key of a task is a level of the axis ``"task: tag"`` (the task's
+    headline metric: ``headlines[task]`` when given, else
+    :data:`slimkit.evaluate.kick.PRIMARY_METRIC`); with both ``factoid`` and ``twohop`` present the
+    hops axis compares their overall scores.
     """
     from slimkit.evaluate.kick import PRIMARY_METRIC
 
+    def headline(task: str) -> str | None:
+        chosen = (headlines or {}).get(task)
+        return chosen if chosen is not None else PRIMARY_METRIC.get(task)
+
     axes: dict[str, list[tuple[str, str, str]]] = {}
     for task, values in metrics.items():
-        primary = PRIMARY_METRIC.get(task)
+        primary = headline(task)
         if primary is None:
             continue
         for key in values:
@@ -155,10 +188,92 @@ def difficulty_levels(metrics: dict[str, dict[str, Any]]) -> dict[str, list[tupl
                 axes.setdefault(f"{task}: {tag}", []).append((level, task, key))
     if "factoid" in metrics and "twohop" in metrics:
         axes[HOPS_AXIS] = [
-            ("one-hop", "factoid", PRIMARY_METRIC["factoid"]),
-            ("two-hop", "twohop", PRIMARY_METRIC["twohop"]),
-        ]
+            ("one-hop", "factoid", headline("factoid")),
+            ("two-hop", "twohop", headline("twohop")),
+        ]  # type: ignore[list-item]
     return axes
+
+
+def _companion(key: str, name: str) -> str:
+    """``chance@tag=v`` / ``n@tag=v`` for the level key ``metric@tag=v`` (``chance`` / ``n`` overall)."""
+    return f"{name}@{key.split('@', 1)[1]}" if "@" in key else name
+
+
+def level_chance(metrics: dict[str, dict[str, Any]], task: str, key: str) -> float:
+    """What guessing scores on a level: its ``chance`` metric, 0 for tasks that report none."""
+    return float(metrics.get(task, {}).get(_companion(key, "chance"), 0.0))
+
+
+def chance_corrected(
+    dense: dict[str, dict[str, Any]],
+    variant: dict[str, dict[str, Any]],
+    axes: dict[str, list[tuple[str, str, str]]],
+) -> dict[str, dict[str, float | None]]:
+    """axis -> level -> (score - chance) / (dense - chance); None where dense is not above chance."""
+    out: dict[str, dict[str, float | None]] = {}
+    for axis, levels in axes.items():
+        out[axis] = {}
+        for level, task, key in levels:
+            base, value = dense.get(task, {}).get(key), variant.get(task, {}).get(key)
+            chance = level_chance(dense, task, key)
+            ok = base is not None and value is not None and base > chance
+            out[axis][level] = (value - chance) / (base - chance) if ok else None
+    return out
+
+
+def binomial_tail(k: int, n: int, p: float) -> float:
+    """``P(X >= k)`` for ``X ~ Binomial(n, p)``, exactly (summed in log space)."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    if p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return 1.0
+    log_p, log_q = math.log(p), math.log1p(-p)
+    terms = [
+        math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q
+        for i in range(k, n + 1)
+    ]
+    top = max(terms)
+    return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms))
+
+
+def significance(
+    metrics: dict[str, dict[str, Any]], axes: dict[str, list[tuple[str, str, str]]], alpha: float = ALPHA
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """axis -> level -> ``{score, chance, n, p_value, significant}``: is the level above its chance?
+
+    One-sided exact binomial test (module docstring); ``significant`` is None where it does not
+    apply (a continuous metric such as ROUGE, or no items).
+    """
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for axis, levels in axes.items():
+        out[axis] = {}
+        for level, task, key in levels:
+            values = metrics.get(task, {})
+            score, n = values.get(key), int(values.get(_companion(key, "n"), 0) or 0)
+            chance = level_chance(metrics, task, key)
+            binary = key.split("@", 1)[0] in BINARY_METRICS
+            if score is None or not n or not binary:
+                out[axis][level] = {
+                    "score": score,
+                    "chance": chance,
+                    "n": n,
+                    "p_value": None,
+                    "significant": None,
+                }
+                continue
+            p_value = binomial_tail(round(score * n), n, chance)
+            out[axis][level] = {
+                "score": score,
+                "chance": chance,
+                "n": n,
+                "p_value": p_value,
+                "significant": p_value < alpha,
+            }
+    return out
 
 
 def normalised_scores(
@@ -214,9 +329,11 @@ def run_junkdna(cfg: JunkDNAConfig, out: str | Path, *, overwrite: bool = False)
 
     console().print("[bold]junkdna[/bold] dense model")
     t0 = time.perf_counter()
-    dense_metrics = evaluate_model(dense_model)
+    dense_run = run_suite(dense_model, tokenizer, kick)
+    dense_metrics = dense_run.metrics
     eval_time = time.perf_counter() - t0
-    axes = difficulty_levels(dense_metrics)
+    headlines = {task: c.get("headline") for task, c in dense_run.task_configs.items()}
+    axes = difficulty_levels(dense_metrics, headlines)
     variants: list[dict[str, Any]] = []
     total = len(configs)
     for i, ((method, sparsity), config) in enumerate(configs.items()):
@@ -235,10 +352,12 @@ def run_junkdna(cfg: JunkDNAConfig, out: str | Path, *, overwrite: bool = False)
 
     finetune = _finetune_runs(cfg, dense_model, tokenizer, calib, evaluate_model, dense_metrics, axes)
     analysis = analyse(cfg, dense_metrics, variants, axes)
+    analysis["headlines"] = headlines
     analysis["finetune"] = finetune
     analysis["dense_eval_time_s"] = eval_time
 
-    results = make_results(name, dense_metrics, config={"junkdna": cfg.to_dict()}, seed=cfg.seed)
+    config = {"junkdna": cfg.to_dict(), "task_configs": dense_run.task_configs}
+    results = make_results(name, dense_metrics, config=config, seed=cfg.seed)
     results["variants"] = variants
     results["junkdna"] = analysis
     validate_results(results)
@@ -256,32 +375,52 @@ def analyse(
     variants: list[dict[str, Any]],
     axes: dict[str, list[tuple[str, str, str]]],
 ) -> dict[str, Any]:
-    """Normalised curves and the 90% / 50% thresholds per method, axis and level."""
+    """Normalised and chance-corrected curves, significance, and the 90% / 50% thresholds per method,
+    axis and level (``corrected_below_*`` on the chance-corrected curves)."""
+    dense_sig = significance(dense_metrics, axes)
     curves: dict[str, dict[str, dict[str, list[tuple[float, float | None]]]]] = {}
+    corrected: dict[str, dict[str, dict[str, list[tuple[float, float | None]]]]] = {}
+    significant: dict[str, dict[str, dict[str, list[tuple[float, bool | None]]]]] = {}
     for method in cfg.methods:
-        curves[method] = {
-            axis: {level: [(0.0, 1.0)] for level, _, _ in levels} for axis, levels in axes.items()
+        curves[method] = {axis: {lv: [(0.0, 1.0)] for lv, _, _ in levels} for axis, levels in axes.items()}
+        corrected[method] = {
+            axis: {lv: [(0.0, 1.0 if dense_sig[axis][lv]["score"] is not None
+                         and dense_sig[axis][lv]["score"] > dense_sig[axis][lv]["chance"] else None)]
+                   for lv, _, _ in levels}
+            for axis, levels in axes.items()
+        }  # fmt: skip
+        significant[method] = {
+            axis: {lv: [(0.0, dense_sig[axis][lv]["significant"])] for lv, _, _ in levels}
+            for axis, levels in axes.items()
         }
     for v in variants:
         info = v["variant"]
         norm = normalised_scores(dense_metrics, v["metrics"], axes)
+        corr = chance_corrected(dense_metrics, v["metrics"], axes)
+        sig = significance(v["metrics"], axes)
         for axis, levels in norm.items():
             for level, value in levels.items():
                 curves[info["method"]][axis][level].append((info["sparsity"], value))
+                corrected[info["method"]][axis][level].append((info["sparsity"], corr[axis][level]))
+                significant[info["method"]][axis][level].append(
+                    (info["sparsity"], sig[axis][level]["significant"])
+                )
     thresholds = []
     for method, by_axis in curves.items():
         for axis, by_level in by_axis.items():
             for level, curve in by_level.items():
-                row = {"method": method, "axis": axis, "level": level}
+                row: dict[str, Any] = {"method": method, "axis": axis, "level": level}
                 for t in THRESHOLDS:
                     row[f"below_{round(t * 100)}"] = first_below(curve, t)
+                    row[f"corrected_below_{round(t * 100)}"] = first_below(corrected[method][axis][level], t)
                 thresholds.append(row)
     dense_levels = {
         axis: {level: dense_metrics.get(task, {}).get(key) for level, task, key in levels}
         for axis, levels in axes.items()
     }
     return {"axes": {a: [lv for lv, _, _ in levels] for a, levels in axes.items()}, "dense": dense_levels,
-            "curves": curves, "thresholds": thresholds}  # fmt: skip
+            "dense_significance": dense_sig, "curves": curves, "corrected": corrected,
+            "significant": significant, "thresholds": thresholds}  # fmt: skip
 
 
 def _finetune_runs(
@@ -338,6 +477,7 @@ def _finetune_runs(
                     "final_loss": result.losses[-1],
                     "sparsity_after": _zero_fraction(model),
                     "normalised": normalised_scores(dense_metrics, after, axes),
+                    "corrected": chance_corrected(dense_metrics, after, axes),
                     "metrics": after,
                 }
                 if mode == "dense":
@@ -351,6 +491,7 @@ def _finetune_runs(
                     "steps": 0,
                     "sparsity_after": _zero_fraction(pruned),
                     "normalised": normalised_scores(dense_metrics, before, axes),
+                    "corrected": chance_corrected(dense_metrics, before, axes),
                     "metrics": before,
                 }
             )

@@ -133,7 +133,7 @@ class Pruner:
         self.records[name] = MatrixReport(
             name=name,
             shape=(int(weight.shape[0]), int(weight.shape[1])),
-            sparsity=float((weight == 0).sum()) / weight.numel(),
+            sparsity=(weight.numel() - int(torch.count_nonzero(weight))) / weight.numel(),
             target_sparsity=float(sparsity),
             time_s=elapsed,
         )
@@ -268,7 +268,7 @@ def build_report(
     for name, module in targets.items():
         weight = linear_weight(module)
         index = block_index_of(name, adapter)
-        zeros[index] += int((weight == 0).sum())
+        zeros[index] += weight.numel() - int(torch.count_nonzero(weight))
         sizes[index] += weight.numel()
     total = sum(sizes)
     return CompressionReport(

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from slimkit.compress.api import ALLOCATIONS
 from slimkit.compress.calibrate import group_targets_by_block, run_sequential_
 from slimkit.compress.prune.patterns import wanda_scores
+from slimkit.compress.stats import ColumnSqNorm, PerInput
 from slimkit.core.config import Config, check_range
 from slimkit.core.errors import ConfigError
 from slimkit.models.adapters import get_adapter, linear_weight
@@ -62,7 +63,7 @@ def outlier_ratio(scores: Sequence[Tensor], m: float) -> float:
     total = sum(s.numel() for s in scores)
     if total == 0:
         raise ValueError("outlier_ratio needs at least one score")
-    mean = sum(float(s.double().sum()) for s in scores) / total
+    mean = sum(float(s.sum(dtype=torch.float64)) for s in scores) / total  # fp64 sum, no fp64 copy
     count = sum(int((s > m * mean).sum()) for s in scores)
     return 100.0 * count / total
 
@@ -116,22 +117,19 @@ class _OutlierScan:
     modifies_weights = False
 
     def __init__(self) -> None:
-        self._running: dict[str, Tensor] = {}
+        self._running: PerInput[ColumnSqNorm] = PerInput(ColumnSqNorm)
         self.col_sq_norm: dict[str, Tensor] = {}
-        self._last: tuple[Tensor, Tensor] | None = None
 
     def observe(self, name: str, inputs: Tensor) -> None:
-        if self._last is None or self._last[0] is not inputs:
-            self._last = (inputs, inputs.square().sum(0))
-        acc = self._running.get(name)
-        self._running[name] = self._last[1].clone() if acc is None else acc.add_(self._last[1])
+        self._running.observe(name, inputs)
 
     def compress(self, name: str, module: nn.Module) -> None:
-        self.col_sq_norm[name] = self._running.pop(name).cpu()
+        value = self._running[name].value
+        assert value is not None  # observed before compress, by the runner's contract
+        self.col_sq_norm[name] = value.cpu()  # linears sharing an input share this tensor (read-only)
 
     def reset(self) -> None:
         self._running.clear()
-        self._last = None
 
 
 def owl_outlier_ratios(

@@ -111,6 +111,9 @@ def _lowest_k(scores: Tensor, k: int) -> Tensor:
     if k >= n:
         return torch.ones_like(scores, dtype=torch.bool)
     kth = scores.kthvalue(k, dim=-1, keepdim=True).values
+    at_most = scores <= kth
+    if bool((at_most.sum(-1, dtype=torch.int32) == k).all()):
+        return at_most  # no tie straddles the k-th value (the common case): nothing to break
     below = scores < kth
     tied = scores == kth
     needed = k - below.sum(-1, keepdim=True, dtype=torch.int32)

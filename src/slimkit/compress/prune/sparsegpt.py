@@ -7,7 +7,9 @@ Frantar, Alistarh, "SparseGPT: Massive Language Models Can Be Accurately Pruned 
   ``[in, in]``). Dead inputs (``H_jj = 0``) get ``H_jj = 1`` and their column of ``W`` zeroed.
   Damping: ``H += percdamp * mean(diag H) * I``.
 * ``Hinv = chol(H^-1)ᵀ`` (the upper Cholesky factor of the inverse), so the OBS updates of a column
-  sweep are rows of ``Hinv``.
+  sweep are rows of ``Hinv`` (:func:`slimkit.compress.stats.hessian_inverse_chol`, which gets it
+  from one factorization of the index-reversed ``H``). Linears fed the same input (q/k/v, gate/up)
+  share one Hessian and one factor.
 * Columns are swept left to right in blocks of ``blocksize``. Unstructured: at each block start the
   mask is chosen over the whole ``[out, blocksize]`` block from the saliency ``w^2 / Hinv_jj^2``
   (exactly ``int(out * blocksize * sparsity)`` pruned). ``N:M``: at every column ``j ≡ 0 (mod M)``
@@ -23,6 +25,8 @@ re-collected after each group, so later groups see the earlier ones already prun
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +35,7 @@ from torch import Tensor, nn
 from slimkit.compress.calibrate import true_sequential_groups
 from slimkit.compress.prune.base import PruneConfig, Pruner, register_pruner
 from slimkit.compress.prune.patterns import Pattern, nm_mask, select_mask
+from slimkit.compress.stats import Gram, PerInput, hessian_inverse_chol
 from slimkit.core.config import check_range
 from slimkit.core.errors import ConfigError
 from slimkit.models.adapters import ArchitectureAdapter, linear_weight, set_linear_weight
@@ -84,88 +89,117 @@ def sparsegpt_prune_(
     Raises:
         ConfigError: ``H`` is not positive definite even after damping (raise ``percdamp``).
     """
-    rows, cols = weight.shape
+    cols = weight.shape[1]
     if hessian.shape != (cols, cols):
         raise ValueError(f"hessian has shape {tuple(hessian.shape)}, expected ({cols}, {cols})")
     if pattern is not None and blocksize % pattern.m != 0:
         raise ConfigError(f"blocksize={blocksize} is not a multiple of M={pattern.m}")
-    W = weight.detach().to(torch.float32, copy=True)
-    H = hessian.detach().to(device=W.device, dtype=torch.float32, copy=True)
-    dead = torch.diagonal(H) == 0
-    H[dead, dead] = 1.0
-    W[:, dead] = 0.0
-    torch.diagonal(H).add_(percdamp * torch.diagonal(H).mean())
-    try:
-        L = torch.linalg.cholesky(H)
-        Hinv = torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True)
-    except RuntimeError:  # torch.linalg.LinAlgError subclasses RuntimeError
-        raise ConfigError(
-            f"SparseGPT: the Hessian is not positive definite with percdamp={percdamp}; increase percdamp"
-        ) from None
+    hinv, dead = hessian_inverse_chol(hessian.to(weight.device), percdamp)
+    return sparsegpt_sweep_(weight, hinv, dead, sparsity, pattern, blocksize)
 
-    for b1 in range(0, cols, blocksize):
-        b2 = min(b1 + blocksize, cols)
-        W1 = W[:, b1:b2].clone()
-        Err1 = torch.zeros_like(W1)
-        Hinv1 = Hinv[b1:b2, b1:b2]
-        d = torch.diagonal(Hinv1)
-        if pattern is None:
-            mask1 = select_mask(W1.square() / d.square().unsqueeze(0), sparsity, None, group="matrix")
-        else:
-            mask1 = torch.zeros_like(W1, dtype=torch.bool)
-        for j in range(b2 - b1):
-            if pattern is not None and j % pattern.m == 0:
-                span = slice(j, j + pattern.m)
-                saliency = W1[:, span].square() / d[span].square().unsqueeze(0)
-                mask1[:, span] = nm_mask(saliency, pattern)
-            w = W1[:, j]
-            q = w.masked_fill(mask1[:, j], 0.0)
-            err = (w - q) / d[j]
-            W1[:, j:].sub_(err.unsqueeze(1) * Hinv1[j, j:].unsqueeze(0))
-            W1[:, j] = q
-            Err1[:, j] = err
-        W[:, b1:b2] = W1
-        W[:, b2:].sub_(Err1 @ Hinv[b1:b2, b2:])
+
+def sparsegpt_sweep_(
+    weight: Tensor,
+    hinv: Tensor,
+    dead: Tensor,
+    sparsity: float,
+    pattern: Pattern = None,
+    blocksize: int = 128,
+) -> Tensor:
+    """SparseGPT's column sweep on ``weight`` ``[out, in]`` (in place), from a prepared Hessian.
+
+    Args:
+        weight: the layer's weight, any float dtype (the sweep runs in fp32, the result is cast back).
+        hinv: ``U``, the upper Cholesky factor of the damped ``H^-1``, and ``dead``, its dead inputs:
+            :func:`~slimkit.compress.stats.hessian_inverse_chol` (linears that share an input share them).
+        sparsity: fraction pruned (ignored with an ``N:M`` pattern).
+        pattern: ``None`` (unstructured) or an ``NMPattern``; ``blocksize`` must be a multiple of M.
+        blocksize: columns per lazy-update block.
+
+    The sweep works on ``Wᵀ`` (a column of ``W`` is a contiguous row) and, on CPU, on one thread: it
+    is thousands of small sequential updates, which a second thread only slows down.
+    """
+    rows, cols = weight.shape
+    if hinv.shape != (cols, cols):
+        raise ValueError(f"hinv has shape {tuple(hinv.shape)}, expected ({cols}, {cols})")
+    Wt = weight.detach().to(torch.float32).T.contiguous()  # [in, out]: row j is column j of W
+    hinv = hinv.to(Wt.device)
+    Wt[dead.to(Wt.device)] = 0.0
+    m = pattern.m if pattern is not None else 0
+    with _one_thread(Wt.device):
+        for b1 in range(0, cols, blocksize):
+            b2 = min(b1 + blocksize, cols)
+            Wb = Wt[b1:b2]  # a view: the block is updated in place
+            Hinv1 = hinv[b1:b2, b1:b2]
+            d = torch.diagonal(Hinv1)
+            err = torch.empty_like(Wb)
+            if pattern is None:  # the mask of the whole block, from its saliency at the block start
+                saliency = Wb.T.square() / d.square().unsqueeze(0)  # [out, block], as the reference
+                mask = select_mask(saliency, sparsity, None, group="matrix").T
+                scale = mask.to(Wt.dtype) / d.unsqueeze(1)  # err_j = w_j / d_j where pruned, else 0
+            else:
+                mask = torch.empty_like(Wb, dtype=torch.bool)
+                scale = torch.empty_like(Wb)
+            for j in range(b2 - b1):
+                if m and j % m == 0:  # the N:M mask of the next M columns, from their current values
+                    span = slice(j, j + m)
+                    saliency = Wb[span].T.square() / d[span].square().unsqueeze(0)
+                    mask[span] = nm_mask(saliency, pattern).T
+                    scale[span] = mask[span].to(Wt.dtype) / d[span].unsqueeze(1)
+                # err_j = (w_j - q_j) / d_j (q_j: w_j with its pruned entries zeroed); the block's later
+                # columns absorb it. Column j is final now; its pruned entries are zeroed below.
+                e = torch.mul(Wb[j], scale[j], out=err[j])
+                if j + 1 < b2 - b1:
+                    Wb[j + 1 :].addr_(Hinv1[j, j + 1 :], e, alpha=-1.0)
+            Wb.masked_fill_(mask, 0.0)
+            if b2 < cols:  # the lazy batch update of every column right of the block
+                Wt[b2:].sub_(hinv[b1:b2, b2:].T @ err)
     with torch.no_grad():
-        weight.copy_(W)
+        weight.copy_(Wt.T)
     return weight
+
+
+@contextlib.contextmanager
+def _one_thread(device: torch.device) -> Iterator[None]:
+    """Run the CPU sweep's small updates on one intra-op thread (restored after)."""
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @register_pruner(SparseGPTConfig, "sparsegpt")
 class SparseGPTPruner(Pruner):
     config: SparseGPTConfig
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.gram: dict[str, Tensor] = {}
-        self.tokens: dict[str, int] = {}
-        self._last: tuple[Tensor, Tensor] | None = None
+    def __init__(self, config: PruneConfig, sparsity_for: Mapping[str, float]) -> None:
+        super().__init__(config, sparsity_for)
+        self.grams: PerInput[Gram] = PerInput(Gram)
+        self._factors: dict[int, tuple[Tensor, Tensor]] = {}  # id(Gram) -> (Hinv, dead), shared
 
     def sequential_groups(self, adapter: ArchitectureAdapter) -> list[tuple[str, ...]] | None:
         return true_sequential_groups(adapter) if self.config.true_sequential else None
 
     def observe(self, name: str, inputs: Tensor) -> None:
-        # q/k/v (and gate/up) share their inputs: one X^T X per chunk for all of them
-        if self._last is None or self._last[0] is not inputs:
-            self._last = (inputs, inputs.T @ inputs)
-        acc = self.gram.get(name)
-        self.gram[name] = self._last[1].clone() if acc is None else acc.add_(self._last[1])
-        self.tokens[name] = self.tokens.get(name, 0) + inputs.shape[0]
+        self.grams.observe(name, inputs)
 
     def reset(self) -> None:
-        self.gram.clear()
-        self.tokens.clear()
-        self._last = None
+        self.grams.clear()
+        self._factors.clear()
 
     def prune_(self, name: str, module: nn.Module, sparsity: float) -> None:
-        hessian = self.gram.pop(name).mul_(2.0 / self.tokens[name])
+        gram = self.grams[name]
         weight = linear_weight(module).detach().float().clone()
-        sparsegpt_prune_(
-            weight,
-            hessian,
-            sparsity,
-            self.pattern,
-            blocksize=self.config.blocksize,
-            percdamp=self.config.percdamp,
-        )
+        factor = self._factors.get(id(gram))
+        if factor is None:  # once per distinct input: q/k/v (and gate/up) reuse it
+            factor = hessian_inverse_chol(gram.hessian().to(weight.device), self.config.percdamp)
+            self._factors[id(gram)] = factor
+        if self.grams.release(name):  # the last linear of that input: free its Hessian and factor
+            del self._factors[id(gram)]
+        sparsegpt_sweep_(weight, *factor, sparsity, self.pattern, blocksize=self.config.blocksize)
         set_linear_weight(module, weight)

@@ -8,17 +8,19 @@ Sun, Liu, Bair, Kolter, "A Simple and Effective Pruning Approach for Large Langu
 compared **within each output row** ``i``: the ``int(in * sparsity)`` lowest scores of every row
 are zeroed (with ``N:M``, the ``N`` lowest of every ``M`` consecutive inputs). No weight update.
 Statistics come from the dense block (every linear of a block is scored on the same dense inputs)
-and are accumulated in fp32.
+and are accumulated in fp32 (:class:`slimkit.compress.stats.ColumnSqNorm`, one per distinct input).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from torch import Tensor, nn
 
 from slimkit.compress.prune.base import PruneConfig, Pruner, apply_mask_, register_pruner
 from slimkit.compress.prune.patterns import select_mask, wanda_scores
+from slimkit.compress.stats import ColumnSqNorm, PerInput
 from slimkit.models.adapters import linear_weight
 
 
@@ -29,23 +31,19 @@ class WandaConfig(PruneConfig):
 
 @register_pruner(WandaConfig, "wanda")
 class WandaPruner(Pruner):
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.col_sq_norm: dict[str, Tensor] = {}
-        self._last: tuple[Tensor, Tensor] | None = None
+    def __init__(self, config: PruneConfig, sparsity_for: Mapping[str, float]) -> None:
+        super().__init__(config, sparsity_for)
+        self.norms: PerInput[ColumnSqNorm] = PerInput(ColumnSqNorm)  # one per distinct input (q/k/v share)
 
     def observe(self, name: str, inputs: Tensor) -> None:
-        # q/k/v (and gate/up) see the same inputs object: square-sum it once
-        if self._last is None or self._last[0] is not inputs:
-            self._last = (inputs, inputs.square().sum(0))
-        acc = self.col_sq_norm.get(name)
-        self.col_sq_norm[name] = self._last[1].clone() if acc is None else acc.add_(self._last[1])
+        self.norms.observe(name, inputs)
 
     def reset(self) -> None:
-        self.col_sq_norm.clear()
-        self._last = None
+        self.norms.clear()
 
     def prune_(self, name: str, module: nn.Module, sparsity: float) -> None:
         weight = linear_weight(module)
-        scores = wanda_scores(weight, self.col_sq_norm[name].to(weight.device))
+        col_sq_norm = self.norms[name].value
+        assert col_sq_norm is not None  # observed before compress, by the runner's contract
+        scores = wanda_scores(weight, col_sq_norm.to(weight.device))
         apply_mask_(module, select_mask(scores, sparsity, self.pattern, group="row"))

@@ -105,10 +105,13 @@ class EvalContext:
     Attributes:
         judge: the callable judge of the ``instruct`` task, if any.
         skipped: task name -> why it was skipped (filled by suites).
+        task_configs: task name -> the config it ran with (inline records replaced by their count)
+            and how its prompts were built (chat template applied, tokenizer BOS), for provenance.
     """
 
     judge: Judge | None = None
     skipped: dict[str, str] = field(default_factory=dict)
+    task_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 Runner = Callable[[nn.Module, Any, Any, EvalContext], dict[str, TaskOutput]]
@@ -126,9 +129,22 @@ def _one_task(name: str, evaluate_fn: Callable[..., TaskOutput]) -> Runner:
     """The runner of a task that needs only (model, tokenizer, config) and reports under ``name``."""
 
     def run(model: nn.Module, tokenizer: Any, cfg: Any, ctx: EvalContext) -> dict[str, TaskOutput]:
+        record_config(ctx, name, cfg, tokenizer)
         return {name: evaluate_fn(model, tokenizer, cfg)}
 
     return run
+
+
+def record_config(ctx: EvalContext, name: str, cfg: TaskConfig, tokenizer: Any) -> None:
+    """Note in ``ctx`` what ``name`` runs with: its config, the resolved prompting, the headline metric."""
+    from slimkit.evaluate.kick import headline_metric
+    from slimkit.evaluate.prompting import describe, resolve_chat
+
+    ctx.task_configs[name] = {
+        **cfg.provenance(),
+        "prompting": describe(tokenizer, resolve_chat(tokenizer, cfg.chat_template)),
+        "headline": headline_metric(name, cfg),
+    }
 
 
 TASKS.register(FactoidTaskConfig, name="factoid")(_one_task("factoid", evaluate_factoid))
@@ -144,6 +160,7 @@ TASKS.register(SummarizationTaskConfig, name="summarization")(
 def _run_instruct(
     model: nn.Module, tokenizer: Any, cfg: InstructTaskConfig, ctx: EvalContext
 ) -> dict[str, TaskOutput]:
+    record_config(ctx, "instruct", cfg, tokenizer)
     return {"instruct": evaluate_instruct(model, tokenizer, cfg, judge=ctx.judge)}
 
 
@@ -159,7 +176,12 @@ class LmEvalTaskConfig(Config):
         include_defaults (bool): also index lm-eval's built-in tasks. Default: True.
         limit (int | None): documents per task. Default: all.
         num_fewshot (int | None): lm-eval's few-shot override. Default: the task's.
-        batch_size (int): contexts per forward pass. Default: 16.
+        batch_size (int | str): contexts per forward pass, or ``"auto"``. Default: 16.
+        max_batch_size (int): where ``"auto"`` starts. Default: 64.
+        chat_template (str): ``"off"`` (lm-eval's default), ``"on"``, or ``"auto"`` (when the
+            tokenizer has one): lm-eval's ``apply_chat_template`` with few-shot as multi-turn.
+            Default: ``"off"``.
+        system_prompt (str | None): lm-eval's ``system_instruction``. Default: None.
     """
 
     tasks: tuple[str, ...] = ()
@@ -168,7 +190,10 @@ class LmEvalTaskConfig(Config):
     include_defaults: bool = True
     limit: int | None = None
     num_fewshot: int | None = None
-    batch_size: int = 16
+    batch_size: int | str = 16
+    max_batch_size: int = 64
+    chat_template: str = "off"
+    system_prompt: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.tasks, str):
@@ -180,7 +205,15 @@ class LmEvalTaskConfig(Config):
             raise ConfigError("the lm-eval suite needs tasks (lm-eval task names, e.g. tasks='arc_easy')")
         if self.limit is not None:
             check_range("limit", self.limit, 1, None)
-        check_range("batch_size", self.batch_size, 1, None)
+        if isinstance(self.batch_size, str):
+            if not self.batch_size.startswith("auto"):
+                raise ConfigError(f"batch_size must be an integer >= 1 or 'auto', got {self.batch_size!r}")
+        else:
+            check_range("batch_size", self.batch_size, 1, None)
+        check_range("max_batch_size", self.max_batch_size, 1, None)
+        from slimkit.evaluate.prompting import check_chat_mode
+
+        check_chat_mode(self.chat_template)
         if self.include_path is not None:
             check_include_path(self.include_path, self.allow_code)
 
@@ -209,15 +242,21 @@ def _run_lm_eval(
     model: nn.Module, tokenizer: Any, cfg: LmEvalTaskConfig, ctx: EvalContext
 ) -> dict[str, TaskOutput]:
     from slimkit.evaluate.lm_eval import SlimkitLM, lm_eval_metrics, run_lm_eval
+    from slimkit.evaluate.prompting import describe, resolve_chat
 
+    chat = resolve_chat(tokenizer, cfg.chat_template)
+    ctx.task_configs["lm-eval"] = {**cfg.to_dict(), "prompting": describe(tokenizer, chat)}
     results = run_lm_eval(
-        SlimkitLM(model, tokenizer, batch_size=cfg.batch_size),
+        SlimkitLM(model, tokenizer, batch_size=cfg.batch_size, max_batch_size=cfg.max_batch_size),
         cfg.tasks,
         include_path=cfg.include_path,
         allow_code=cfg.allow_code,
         include_defaults=cfg.include_defaults,
         limit=cfg.limit,
         num_fewshot=cfg.num_fewshot,
+        apply_chat_template=chat,
+        fewshot_as_multiturn=chat,
+        system_instruction=cfg.system_prompt,
     )
     return {task: TaskOutput(metrics) for task, metrics in lm_eval_metrics(results).items()}
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from slimkit.core.config import Config, check_range
 from slimkit.core.errors import ConfigError, DataError, SlimkitError
 from slimkit.data.sources import jsonl_rows
+from slimkit.evaluate.prompting import check_chat_mode
 
 Record = dict[str, Any]
 Metrics = dict[str, float | int]
@@ -41,18 +42,44 @@ class TaskConfig(Config):
         batch_size (int): prompts per forward pass / ``generate`` call, >= 1. Default: 16.
         group_by_tags (tuple[str, ...]): record tags whose values get their own scores
             (``metric@tag=value`` with ``n@tag=value``). Default: none (each task sets its own).
+        num_fewshot (int): solved examples before each item, >= 0 (tasks that take them:
+            factoid, twohop, mc, retrieval). Default: 0.
+        fewshot_data (str | tuple[dict, ...] | None): where shots come from: a JSONL file of the
+            task's records, a reader spec (``freebaseqa:dev.json``), or the records themselves.
+            Default: None = a dev split the data ships, else the task's own records (never the item
+            itself; :mod:`slimkit.evaluate.prompting`).
+        fewshot_seed (int): seeds the shots of each item (with its id). Default: 1234 (lm-eval's).
+        chat_template (str): ``"auto"`` (the tokenizer's template when it has one), ``"on"``
+            (required) or ``"off"``. Default: ``"auto"``.
+        system_prompt (str | None): a system message before the prompt. Default: None.
+        headline_metric (str | None): the one number tables and difficulty curves use; one of the
+            task's metrics. Default: None = the task's usual one
+            (:data:`slimkit.evaluate.kick.PRIMARY_METRIC`); readers set LLM-KICK's per dataset.
     """
+
+    METRICS: ClassVar[tuple[str, ...]] = ()
+    """The metrics the task reports (what ``headline_metric`` may name); () = not checked."""
+    FEWSHOT: ClassVar[bool] = False
+    """Whether the task takes few-shot examples."""
 
     data: str | tuple[Record, ...] | None = None
     limit: int | None = None
     batch_size: int = 16
     group_by_tags: tuple[str, ...] = ()
+    num_fewshot: int = 0
+    fewshot_data: str | tuple[Record, ...] | None = None
+    fewshot_seed: int = 1234
+    chat_template: str = "auto"
+    system_prompt: str | None = None
+    headline_metric: str | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.data, Path):
-            object.__setattr__(self, "data", str(self.data))
-        if isinstance(self.data, list):
-            object.__setattr__(self, "data", tuple(self.data))
+        for name in ("data", "fewshot_data"):
+            value = getattr(self, name)
+            if isinstance(value, Path):
+                object.__setattr__(self, name, str(value))
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
         if isinstance(self.group_by_tags, list | str):
             tags = (self.group_by_tags,) if isinstance(self.group_by_tags, str) else tuple(self.group_by_tags)
             object.__setattr__(self, "group_by_tags", tags)
@@ -67,6 +94,29 @@ class TaskConfig(Config):
             check_range("limit", self.limit, 1, None)
         if not all(isinstance(t, str) and t for t in self.group_by_tags):
             raise ConfigError(f"group_by_tags must be non-empty strings, got {self.group_by_tags!r}")
+        if not (self.fewshot_data is None or isinstance(self.fewshot_data, str | tuple)):
+            raise ConfigError(
+                f"{type(self).__name__}.fewshot_data must be a JSONL path, a reader spec or a list of "
+                f"records, got {type(self.fewshot_data).__name__}"
+            )
+        check_range("num_fewshot", self.num_fewshot, 0, None)
+        if self.num_fewshot and not self.FEWSHOT:
+            raise ConfigError(f"{type(self).__name__} takes no few-shot examples (num_fewshot must be 0)")
+        check_chat_mode(self.chat_template)
+        if self.headline_metric is not None and self.METRICS and self.headline_metric not in self.METRICS:
+            raise ConfigError(
+                f"headline_metric={self.headline_metric!r} is not a metric of this task; "
+                f"it reports {list(self.METRICS)}"
+            )
+
+    def provenance(self) -> dict[str, Any]:
+        """The config as a JSON-safe dict for the results, with inline records replaced by their count."""
+        out = self.to_dict()
+        for name in ("data", "fewshot_data"):
+            value = getattr(self, name)
+            if isinstance(value, tuple):
+                out[name] = f"<{len(value)} records>"
+        return out
 
 
 @dataclass
@@ -174,16 +224,47 @@ def load_records(cfg: TaskConfig, task: str, fmt: RecordFormat) -> list[Record]:
         DataError: no data, an empty task, or a record that does not fit the format (the message
             names the line or record, the field and the expected layout).
     """
+    records = load_all_records(cfg, task, fmt)
+    return records[: cfg.limit] if cfg.limit is not None else records
+
+
+def load_all_records(cfg: TaskConfig, task: str, fmt: RecordFormat) -> list[Record]:
+    """Every record of ``cfg.data``, checked (:func:`load_records` without the limit)."""
     if cfg.data is None:
         raise DataError(f"the {task} task needs data: a JSONL path or a list of records ({fmt.layout})")
-    if isinstance(cfg.data, str):
-        source = cfg.data
-        items = [(f"{source}:{lineno}", row) for lineno, row in jsonl_rows(cfg.data)]
+    return _checked(cfg.data, task, fmt)
+
+
+def _checked(data: str | Sequence[Record], task: str, fmt: RecordFormat) -> list[Record]:
+    if isinstance(data, str):
+        items = [(f"{data}:{lineno}", row) for lineno, row in jsonl_rows(data)]
+        source = data
     else:
         source = f"{task} records"
-        items = [(f"{source}[{i}]", row) for i, row in enumerate(cfg.data)]
-    records = fmt.check_records(items, task=task, source=source)
-    return records[: cfg.limit] if cfg.limit is not None else records
+        items = [(f"{source}[{i}]", row) for i, row in enumerate(data)]
+    return fmt.check_records(items, task=task, source=source)
+
+
+def fewshot_pool(cfg: TaskConfig, task: str, fmt: RecordFormat, records: list[Record]) -> list[Record]:
+    """The records shots are drawn from: ``cfg.fewshot_data`` when given, else ``records``.
+
+    ``fewshot_data`` may be a ``.jsonl`` file of the task's records, any reader spec
+    (:func:`slimkit.evaluate.readers.load_task_data`; its ``task`` records are used), or records.
+
+    Raises:
+        DataError: the source has no records for ``task``, or they do not fit the format.
+    """
+    data = cfg.fewshot_data
+    if data is None or cfg.num_fewshot == 0:
+        return records
+    if isinstance(data, str) and not (data.endswith(".jsonl") and Path(data).is_file()):
+        from slimkit.evaluate.readers import load_task_data
+
+        found = load_task_data(data)
+        if task not in found:
+            raise DataError(f"few-shot source {data} has no {task} records (it has {sorted(found)})")
+        data = found[task]
+    return _checked(data, task, fmt)
 
 
 def aggregate(

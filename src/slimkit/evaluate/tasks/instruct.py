@@ -24,13 +24,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import nn
 
 from slimkit.core.config import check_range
 from slimkit.core.errors import ConfigError
 from slimkit.evaluate.generation import greedy_generate
+from slimkit.evaluate.prompting import render_prompts, resolve_chat
 from slimkit.evaluate.tasks.base import (
     RecordFormat,
     TaskConfig,
@@ -69,6 +70,8 @@ class InstructTaskConfig(TaskConfig):
         group_by_tags (tuple[str, ...]): Default: ``("category",)``.
         batch_size (int): Default: 8.
     """
+
+    METRICS: ClassVar[tuple[str, ...]] = ("score", "rated")
 
     prompt_template: str = "### Instruction:\n{instruction}\n\n### Response:\n"
     max_new_tokens: int = 256
@@ -151,7 +154,14 @@ def evaluate_instruct(
             "skipped rather than scored without one"
         )
     records = load_records(cfg, "instruct", INSTRUCT_FORMAT)
-    prompts = [cfg.prompt_template.format(instruction=r["instruction"]) for r in records]
+    prompts = render_prompts(
+        tokenizer,
+        records,
+        lambda r: cfg.prompt_template.format(instruction=r["instruction"]),
+        lambda r: r.get("reference") or "",
+        chat=resolve_chat(tokenizer, cfg.chat_template),
+        system_prompt=cfg.system_prompt,
+    )
     responses = greedy_generate(
         model,
         tokenizer,

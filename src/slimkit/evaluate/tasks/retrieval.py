@@ -23,20 +23,22 @@ Records (``retrieval.jsonl``; the TriviaQA reader writes the same shape)::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import nn
 
 from slimkit.core.config import check_range
 from slimkit.evaluate.generation import greedy_generate
 from slimkit.evaluate.metrics import after_marker, exact_match, lenient_match, token_f1
+from slimkit.evaluate.prompting import render_prompts, resolve_chat
 from slimkit.evaluate.tasks.base import (
     RecordFormat,
     TaskConfig,
     TaskOutput,
     aggregate,
     check_template,
-    load_records,
+    fewshot_pool,
+    load_all_records,
 )
 
 RETRIEVAL_FORMAT = RecordFormat(
@@ -62,8 +64,12 @@ class RetrievalTaskConfig(TaskConfig):
             (the built-in world's answers quote the passage, then conclude ``"So the answer is X."``);
             None scores the whole first line. Default: None.
         group_by_tags (tuple[str, ...]): Default: ``("context_length",)``.
-        (and ``data``, ``limit``, ``batch_size`` from :class:`TaskConfig`)
+        (and ``data``, ``limit``, ``batch_size`` and the prompt options of :class:`TaskConfig`; a
+        shot is a whole passage, question and first answer)
     """
+
+    METRICS: ClassVar[tuple[str, ...]] = ("exact_match", "lenient", "f1")
+    FEWSHOT: ClassVar[bool] = True
 
     prompt_template: str = "{context}\nQuestion: {question}\nAnswer:"
     max_new_tokens: int = 32
@@ -86,11 +92,21 @@ def evaluate_retrieval(model: nn.Module, tokenizer: Any, cfg: RetrievalTaskConfi
         :class:`TaskOutput` with ``{"exact_match", "lenient", "f1", "n"}`` plus per-tag values, and one
         example per record.
     """
-    records = load_records(cfg, "retrieval", RETRIEVAL_FORMAT)
-    prompts = [
-        cfg.prompt_template.format(context=r["context"][: cfg.max_context_chars], question=r["question"])
-        for r in records
-    ]
+    every = load_all_records(cfg, "retrieval", RETRIEVAL_FORMAT)
+    records = every[: cfg.limit] if cfg.limit is not None else every
+    prompts = render_prompts(
+        tokenizer,
+        records,
+        lambda r: cfg.prompt_template.format(
+            context=r["context"][: cfg.max_context_chars], question=r["question"]
+        ),
+        lambda r: f"{cfg.answer_marker} {r['answers'][0]}." if cfg.answer_marker else r["answers"][0],
+        num_fewshot=cfg.num_fewshot,
+        pool=fewshot_pool(cfg, "retrieval", RETRIEVAL_FORMAT, every),
+        seed=cfg.fewshot_seed,
+        chat=resolve_chat(tokenizer, cfg.chat_template),
+        system_prompt=cfg.system_prompt,
+    )
     generations = greedy_generate(
         model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size
     )

@@ -17,13 +17,14 @@ Records (the CNN/DailyMail reader writes this shape)::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import nn
 
 from slimkit.core.config import check_range
 from slimkit.evaluate.generation import greedy_generate
 from slimkit.evaluate.metrics import ROUGE_TYPES, rouge_scores
+from slimkit.evaluate.prompting import render_prompts, resolve_chat
 from slimkit.evaluate.tasks.base import (
     RecordFormat,
     TaskConfig,
@@ -57,6 +58,8 @@ class SummarizationTaskConfig(TaskConfig):
         batch_size (int): Default: 8.
     """
 
+    METRICS: ClassVar[tuple[str, ...]] = ("rouge1", "rouge2", "rougeL")
+
     prompt_template: str = KICK_SUMMARY_TEMPLATE
     max_new_tokens: int = 128
     max_document_chars: int | None = None
@@ -78,7 +81,14 @@ def evaluate_summarization(model: nn.Module, tokenizer: Any, cfg: SummarizationT
         :class:`TaskOutput` with ``{"rouge1", "rouge2", "rougeL", "n"}`` plus per-tag values.
     """
     records = load_records(cfg, "summarization", SUMMARIZATION_FORMAT)
-    prompts = [cfg.prompt_template.format(document=r["document"][: cfg.max_document_chars]) for r in records]
+    prompts = render_prompts(
+        tokenizer,
+        records,
+        lambda r: cfg.prompt_template.format(document=r["document"][: cfg.max_document_chars]),
+        lambda r: r["summary"],
+        chat=resolve_chat(tokenizer, cfg.chat_template),
+        system_prompt=cfg.system_prompt,
+    )
     summaries = greedy_generate(
         model,
         tokenizer,
