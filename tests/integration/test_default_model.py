@@ -36,8 +36,9 @@ def test_default_model_on_the_kick_suite(default_pair):
         assert mc[f"accuracy@n_options={k}"] >= 1 / k + 0.25, (k, mc)
     # measured 15% (18/120): above chance, not far above — see docs/evaluation.md
     assert twohop["exact_match"] >= 0.12, twohop
-    # every retrieval answer is scored; the number goes to the docs (the model does not copy from context)
-    assert m["retrieval"]["n"] == 400 and 0.0 <= m["retrieval"]["exact_match"] <= 1.0
+    # every retrieval answer is scored; the model does not copy from context yet (docs/evaluation.md:
+    # 2.5% exact match), so this pins the number rather than asserting a range that cannot fail
+    assert m["retrieval"]["n"] == 400 and m["retrieval"]["exact_match"] < 0.1, m["retrieval"]
     validate_results(make_results("default", m, config=run.config, seed=0))
 
 
@@ -45,8 +46,8 @@ def test_default_model_perplexity_is_finite_and_low(default_pair, world_dir):
     model, tok = default_pair
     ppl = evaluate(model, tok, suite="ppl", data=str(world_dir / "heldout.txt"), seqlen=128)["ppl"]
     assert math.isfinite(ppl["perplexity"])
-    # a uniform guess over the vocabulary would be len(tok); a model that learnt the world is far below
-    assert ppl["perplexity"] < len(tok) / 20, ppl
+    # measured 4.89 on the held-out text (docs/evaluation.md); a model that forgot the world is far above
+    assert ppl["perplexity"] < 6.0, ppl
 
 
 def test_default_model_loads_in_plain_transformers(default_dir):

@@ -60,3 +60,22 @@ def test_every_study_sweep_builds_valid_variants():
         assert sweep.variants[0].name == "dense" and len(sweep.variants) > 1, path
         for v in sweep.variants[1:]:
             assert v.config in COMPRESSORS, (path, v.name)
+
+
+def test_study_sweeps_name_registered_sources():
+    """A sweep's ``scheme:`` specs (python-docs:eval, countries:) must exist, or it fails only when run."""
+    from slimkit.data.sources import source_schemes
+    from slimkit.evaluate.readers import reader_names
+    from slimkit.pipelines.study import load_sweep
+
+    def scheme(spec: str | None) -> str | None:
+        head = (spec or "").split(":", 1)
+        return head[0] if len(head) == 2 and len(head[0]) > 1 and not Path(spec).exists() else None
+
+    for path in sorted((REPO / "configs" / "study").glob("*.yaml")):
+        sweep = load_sweep(path)
+        for spec in (sweep.calibration.data, sweep.ppl.data):
+            assert scheme(spec) in (None, *source_schemes()), (path, spec)
+        if sweep.kick is not None:
+            for spec in sweep.kick.specs() if sweep.kick.data is not None else ():
+                assert scheme(spec) in (None, *reader_names()), (path, spec)

@@ -148,7 +148,11 @@ def test_overrides_replace_the_sweeps_settings():
     assert (resolved.ppl.seqlen, resolved.ppl.limit, resolved.ppl.batch_size) == (64, 3, sweep.ppl.batch_size)
     assert (resolved.calibration.nsamples, resolved.calibration.seed) == (8, 4)
     quick = resolve_sweep(StudyConfig(sweep="real-quick"))
-    assert quick.model == "smollm2-135m" and quick.kick is None
+    assert (
+        quick.model == "smollm2-135m"
+        and quick.kick.data == "countries:"
+        and quick.kick.chat_template == "auto"
+    )
     assert resolve_sweep(StudyConfig(sweep="real-quick", model="default")).model is None
     assert resolve_sweep(StudyConfig(sweep="real-quick", kick_data="mmlu:x")).kick.data == "mmlu:x"
 

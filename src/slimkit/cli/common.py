@@ -11,6 +11,10 @@ from rich.table import Table
 stdout = Console()
 
 DEFAULT_MODEL = "default"
+# the text sources a model other than the world's default gets when the user names none: real English
+# prose every CPython carries (pydoc_data), in two disjoint parts
+REAL_TEXT_CALIB = "python-docs:calib"
+REAL_TEXT_EVAL = "python-docs:eval"
 
 
 def resolve_model(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from slimkit.cli.common import model_source_dir, resolve_model, stdout
+from slimkit.cli.common import REAL_TEXT_CALIB, model_source_dir, resolve_model, stdout
 
 HELP = (
     "Compress a model directory (or `default`) and save the result to --out.\n\n"
@@ -59,7 +59,9 @@ def compress(
         None, "--min-ratio", help="WeLore: factor a matrix only above this rank reduction (default 0.5)."
     ),
     calib: str | None = typer.Option(
-        None, "--calib", help="Calibration text source (default: world corpus)."
+        None,
+        "--calib",
+        help="Calibration text source (default: the world corpus for `default`, python-docs:calib for any other model).",
     ),
     nsamples: int = typer.Option(128, "--nsamples", help="Calibration sequences."),
     seqlen: int = typer.Option(128, "--seqlen", help="Calibration sequence length."),
@@ -109,6 +111,8 @@ def compress(
     source = None if model == "default" else model_source_dir(model)
     check_output_dir(out, protect=() if source is None else (model, source), overwrite=overwrite)
     m, tok, name = resolve_model(model, device="cpu", dtype=dtype)
+    if calib is None and source is not None:
+        calib = REAL_TEXT_CALIB  # a real model is calibrated on real English, not on the fictional world
     calib_ids = calibration_for(cfg, tok, calib, nsamples=nsamples, seqlen=seqlen, seed=seed, model=m)
     report = compress_(m, cfg, calib=calib_ids, device=device)
     parent = source

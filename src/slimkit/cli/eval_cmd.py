@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from slimkit.cli.common import metrics_table, resolve_model, stdout
+from slimkit.cli.common import REAL_TEXT_EVAL, metrics_table, resolve_model, stdout
 
 HELP = (
     "Evaluate a model directory (or `default`, the built-in world's model) and write results JSON.\n\n"
@@ -41,7 +41,10 @@ def eval_model(
     model: str = typer.Argument(..., help="Model directory, or `default`."),
     suite: str = typer.Option("ppl", "--suite", help="ppl | kick | a task name (factoid, mc, ...)."),
     data: list[str] | None = typer.Option(
-        None, "--data", help="Text source (ppl), task JSONL (one task) or reader spec(s) (kick; repeatable)."
+        None,
+        "--data",
+        help="Text source (ppl; default: the world's held-out text for `default`, python-docs:eval for any other "
+        "model), task JSONL (one task) or reader spec(s) (kick; repeatable).",
     ),
     tasks: str | None = typer.Option(
         None, "--tasks", help="kick: KICK tasks to run; lm-eval: lm-eval task names (comma-separated)."
@@ -150,6 +153,9 @@ def eval_model(
         from slimkit.models.default import default_world_data
 
         options["data"] = default_world_data(suite)
+    elif suite == "ppl":
+        # a real model is scored on real English, not on the fictional world (docs/real_models.md)
+        options["data"] = REAL_TEXT_EVAL
     # check the options before loading (or training) a model
     from slimkit.evaluate.tasks import task_config
 

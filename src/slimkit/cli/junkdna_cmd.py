@@ -50,6 +50,15 @@ def junkdna(
     finetune_data: str | None = typer.Option(
         None, "--finetune-data", help="Fine-tuning text source (default: world:corpus)."
     ),
+    num_fewshot: int | None = typer.Option(
+        None, "--num-fewshot", help="Solved examples before each KICK item (seeded; never the item itself)."
+    ),
+    chat_template: str | None = typer.Option(
+        None, "--chat-template", help="auto | on | off: the tokenizer's chat template for KICK prompts."
+    ),
+    system_prompt: str | None = typer.Option(
+        None, "--system-prompt", help="A system message before every prompt."
+    ),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N."),
     seed: int = typer.Option(0, "--seed", help="Calibration and fine-tuning seed."),
     out: Path = typer.Option(
@@ -68,6 +77,9 @@ def junkdna(
         data=tuple(kick_data) if kick_data else None,
         tasks=_names(tasks),
         limit=limit,
+        num_fewshot=num_fewshot,
+        chat_template=chat_template,
+        system_prompt=system_prompt,
         calib=calib,
         nsamples=nsamples,
         calib_seqlen=calib_seqlen,

@@ -227,14 +227,16 @@ def write_plots(results: dict[str, Any], out_dir: str | Path) -> list[str]:
             continue
         cols = min(len(families), 3)
         rows = math.ceil(len(families) / cols)
+        values = [
+            v["metrics"][task][metric]
+            for v in [*compressed, *([dense] if dense else [])]
+            for task, metric, _ in present
+            if _finite(v["metrics"].get(task, {}).get(metric))
+        ]
+        # one y range for every panel, unless (perplexity) one family blows up by orders of magnitude
+        share = not log_y or (min(values) > 0 and max(values) / min(values) <= 10)
         fig, grid = plt.subplots(
-            # perplexity can blow up by orders of magnitude in one family: each panel gets its own y range
-            rows,
-            cols,
-            figsize=(5.0 * cols, 4.4 * rows),
-            squeeze=False,
-            sharey=not log_y,
-            sharex=True,
+            rows, cols, figsize=(5.0 * cols, 4.4 * rows), squeeze=False, sharey=share, sharex=True
         )
         for k, family in enumerate(families):
             ax = grid[k // cols][k % cols]
@@ -285,7 +287,7 @@ def _plain_log_axis(ax: Any) -> None:
     if decades > 1.1 and decades <= 3.5:
         ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.yaxis.set_minor_formatter(plain if decades <= 1.1 else NullFormatter())
-    ax.tick_params(axis="y", which="minor", labelsize=7)
+    ax.tick_params(axis="y", which="both", labelsize=8)
 
 
 def _finite(value: Any) -> bool:

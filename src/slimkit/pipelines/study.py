@@ -481,11 +481,22 @@ def print_summary(results: dict[str, Any]) -> None:
     header, rows = summary_rows(results)
     table = Table(title=f"slimkit study — {results['model']}")
     for h in header:
-        table.add_column(h, justify="left" if h == "variant" else "right", no_wrap=h == "variant")
+        # headers fold between words but never inside one ("perpl…" would hide the metric)
+        width = max(len(word) for word in h.split())
+        table.add_column(
+            h, justify="left" if h == "variant" else "right", no_wrap=h == "variant", min_width=width
+        )
     for row in rows:
         table.add_row(*row)
-    # a pipe or a CI log has no terminal width; rich would assume 80 columns and fold the table
-    Console(width=None if sys.stdout.isatty() else 120).print(table)
+    if sys.stdout.isatty():
+        Console().print(table)
+        return
+    # a pipe or a CI log has no terminal width; rich would assume 80 columns and fold or crop the table,
+    # so give it the width it needs to show every column unfolded
+    from rich.measure import Measurement
+
+    wide = Console(width=1000)
+    Console(width=max(120, Measurement.get(wide, wide.options, table).maximum)).print(table)
 
 
 __all__ = [

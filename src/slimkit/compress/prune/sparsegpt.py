@@ -110,8 +110,10 @@ def sparsegpt_sweep_(
 
     Args:
         weight: the layer's weight, any float dtype (the sweep runs in fp32, the result is cast back).
-        hinv: ``U``, the upper Cholesky factor of the damped ``H^-1``, and ``dead``, its dead inputs:
-            :func:`~slimkit.compress.stats.hessian_inverse_chol` (linears that share an input share them).
+        hinv: ``U`` ``[in, in]``, the upper Cholesky factor of the damped ``H^-1``.
+        dead: ``[in]`` bool, the inputs with ``H_jj = 0`` (their columns are zeroed). ``hinv`` and
+            ``dead`` come from :func:`~slimkit.compress.stats.hessian_inverse_chol`; linears that share
+            an input share them.
         sparsity: fraction pruned (ignored with an ``N:M`` pattern).
         pattern: ``None`` (unstructured) or an ``NMPattern``; ``blocksize`` must be a multiple of M.
         blocksize: columns per lazy-update block.
@@ -122,7 +124,8 @@ def sparsegpt_sweep_(
     rows, cols = weight.shape
     if hinv.shape != (cols, cols):
         raise ValueError(f"hinv has shape {tuple(hinv.shape)}, expected ({cols}, {cols})")
-    Wt = weight.detach().to(torch.float32).T.contiguous()  # [in, out]: row j is column j of W
+    Wt = torch.empty((cols, rows), dtype=torch.float32, device=weight.device)  # row j = column j of W
+    Wt.copy_(weight.detach().T)
     hinv = hinv.to(Wt.device)
     Wt[dead.to(Wt.device)] = 0.0
     m = pattern.m if pattern is not None else 0
