@@ -181,6 +181,44 @@ def test_task_defaults_reach_every_task_that_takes_them():
         parse_sweep({"evaluation": {"kick": {"task_defaults": {"num_shots": 5}}}})
 
 
+def test_variant_entries_names_series_and_nested_configs():
+    from slimkit.compress import build_config
+
+    variants = parse_sweep(
+        {
+            "variants": [
+                {"method": "wanda", "options": {"targets": ["re:layers\\.{0,1}\\."]}},
+                {"method": "magnitude", "options": {"pattern": "unstructured"}, "grid": {"sparsity": [0.2, 0.4]}},
+                {"name": "{method} {sparsity:.0%} OWL", "method": "sparsegpt", "grid": {"sparsity": [0.6]},
+                 "options": {"allocation": {"type": "OWLConfig", "lam": 0.05}}},
+                {"name": "w", "method": "wanda", "options": {"sparsity": 0.7, "allocation": "owl", "owl_lambda": 0.05},
+                 "family": "mine"},
+            ]
+        }
+    ).variants[1:]  # fmt: skip
+    names = [v.name for v in variants]
+    assert names == [
+        "wanda targets=['re:layers\\\\.{0,1}\\\\.']",
+        "magnitude pattern=unstructured sparsity=0.2",
+        "magnitude pattern=unstructured sparsity=0.4",
+        "sparsegpt 60% OWL",
+        "w",
+    ]
+    series = [v.series for v in variants]
+    assert series == [
+        names[0],
+        "magnitude pattern=unstructured",
+        "magnitude pattern=unstructured",
+        "sparsegpt OWL",
+        "w",
+    ]
+    assert variants[0].config.targets == ("re:layers\\.{0,1}\\.",)
+    assert variants[3].config == build_config("sparsegpt", sparsity=0.6, allocation="owl", owl_lambda=0.05)
+    assert variants[4].family == "mine" and variants[3].family == "prune"
+    with pytest.raises(ConfigError, match=r"has no option\(s\) \['alloc'\]"):
+        parse_sweep({"variants": [{"method": "wanda", "options": {"alloc": {"type": "OWLConfig"}}}]})
+
+
 @pytest.mark.parametrize(
     ("sweep", "error", "needle"),
     [

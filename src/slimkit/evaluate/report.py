@@ -280,7 +280,7 @@ def _plain_log_axis(ax: Any) -> None:
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     ax.set_yscale("log")
-    plain = FuncFormatter(lambda y, _: f"{y:g}")
+    plain = FuncFormatter(lambda y, _: f"{y:,.0f}" if y >= 1000 else f"{y:g}")
     ax.yaxis.set_major_formatter(plain)
     lo, hi = ax.get_ylim()
     decades = math.log10(hi / lo) if lo > 0 and hi > lo else 0.0

@@ -19,6 +19,7 @@ any method by name. How much a variant stores is measured from its compression r
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import math
 import string
@@ -118,7 +119,7 @@ def expand_variants(entries: Any, where: str) -> list[Variant]:
 
 
 def _expand_entry(entry: Any, label: str) -> list[Variant]:
-    from slimkit.compress import COMPRESSORS, build_config
+    from slimkit.compress import COMPRESSORS
 
     if not isinstance(entry, dict):
         raise ConfigError(f"{label} must be a mapping with 'method' and 'options', got {entry!r:.80}")
@@ -143,9 +144,8 @@ def _expand_entry(entry: Any, label: str) -> list[Variant]:
             raise ConfigError(f"{label}.{key} must be a non-empty string, got {entry[key]!r}")
     template = entry.get("name")
     if template is None:
-        template = (
-            " ".join([method, *(f"{k}={{{k}}}" for k in grid)]) if grid else _default_name(method, options)
-        )
+        fixed = _default_name(method, options, template=True)
+        template = " ".join([fixed, *(f"{k}={{{k}}}" for k in grid)])
     fields = _template_fields(template, label)
     missing = sorted(fields - set(options) - set(grid) - {"method"})
     if missing:
@@ -170,7 +170,7 @@ def _expand_entry(entry: Any, label: str) -> list[Variant]:
         except (ValueError, TypeError, IndexError, KeyError, AttributeError) as e:
             raise ConfigError(f"{label}: cannot format name {template!r} with {opts}: {e}") from None
         try:
-            config = build_config(method, **{k: _option_value(v) for k, v in opts.items()})
+            config = _build(method, {k: _option_value(v) for k, v in opts.items()})
         except TypeError as e:  # a value of a type the builder cannot take at all
             raise ConfigError(f"{label}: {e}") from None
         out.append(
@@ -186,6 +186,22 @@ def _expand_entry(entry: Any, label: str) -> list[Variant]:
     return out
 
 
+def _build(method: str, options: dict[str, Any]) -> Config:
+    """``build_config(method, **options)``; options given as configs (``{type: OWLConfig, lam: 0.05}``)
+    are set on the result as fields, so they need no flat spelling in ``build_config``."""
+    from slimkit.compress import build_config
+
+    nested = {k: v for k, v in options.items() if isinstance(v, Config)}
+    config = build_config(method, **{k: v for k, v in options.items() if k not in nested})
+    if nested:
+        fields = {f.name for f in dataclasses.fields(config)} - {"version"}
+        unknown = sorted(set(nested) - fields)
+        if unknown:
+            raise ConfigError(f"method {method!r} has no option(s) {unknown}; its options: {sorted(fields)}")
+        config = config.replace(**nested)
+    return config
+
+
 def _mapping(value: Any, where: str) -> dict[str, Any]:
     if value is None:
         return {}
@@ -194,8 +210,10 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
     return dict(value)
 
 
-def _default_name(method: str, options: Mapping[str, Any]) -> str:
-    return " ".join([method, *(f"{k}={v}" for k, v in options.items())])
+def _default_name(method: str, options: Mapping[str, Any], *, template: bool = False) -> str:
+    """``wanda sparsity=0.5``; as a ``str.format`` template, braces in the values are escaped."""
+    text = " ".join([method, *(f"{k}={v}" for k, v in options.items())])
+    return text.replace("{", "{{").replace("}", "}}") if template else text
 
 
 def _template_fields(template: str, label: str) -> set[str]:
