@@ -33,3 +33,10 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_model(
         tiny_model("llama", seed=0), tiny_tokenizer(), tmp_path_factory.mktemp("models") / "tiny-llama"
     )
+
+
+@pytest.fixture
+def private_model_cache(tmp_path, monkeypatch):
+    """slimkit's model cache (converted GGUF files, named models) in this test's tmp_path, never the user's."""
+    monkeypatch.setenv("SLIMKIT_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"

@@ -13,6 +13,14 @@ from typing import Any
 
 import numpy as np
 
+
+def tiny_source(tok: Any, seed: int) -> Any:
+    """The random tiny llama a test writes into a GGUF file."""
+    from slimkit.models import tiny_model
+
+    return tiny_model("llama", seed=seed, vocab_size=len(tok))
+
+
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|bos|>{{ message['role'] }}\n{{ message['content'] }}<|eos|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|bos|>assistant\n{% endif %}"

@@ -11,7 +11,7 @@ import torch
 from cli_helpers import assert_one_line_error, run
 
 # the gguf package is in the dev extra: without it these tests fail (slimkit says what to install)
-from gguf_files import CHAT_TEMPLATE, quantize_like_q8_0, write_llama_gguf
+from gguf_files import CHAT_TEMPLATE, quantize_like_q8_0, tiny_source, write_llama_gguf
 
 from slimkit.core.errors import ConfigError, ModelLoadError, SlimkitError, UnsupportedArchitectureError
 from slimkit.models import gguf as G
@@ -20,9 +20,8 @@ from slimkit.models import load_model, read_slimkit_json, tiny_model, tiny_token
 TEXT = "The river runs past the old mill and under the stone bridge before it reaches the sea."
 
 
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("SLIMKIT_CACHE", str(tmp_path / "cache"))
+# conversions go to a per-test cache, never the user's
+pytestmark = pytest.mark.usefixtures("private_model_cache")
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +31,7 @@ def tok():
 
 @pytest.fixture(scope="module")
 def source(tok):
-    return tiny_model("llama", seed=0, vocab_size=len(tok))
+    return tiny_source(tok, seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -14,16 +14,14 @@ from pathlib import Path
 import pytest
 import torch
 from cli_helpers import assert_one_line_error, run
-from gguf_files import write_llama_gguf
+from gguf_files import tiny_source, write_llama_gguf
 
 from slimkit.core.errors import ModelLoadError, SlimkitError
 from slimkit.models import load_model, save_model, tiny_model, tiny_tokenizer
 from slimkit.models import named as N
 
-
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("SLIMKIT_CACHE", str(tmp_path / "cache"))
+# conversions go to a per-test cache, never the user's
+pytestmark = pytest.mark.usefixtures("private_model_cache")
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +31,7 @@ def tok():
 
 @pytest.fixture(scope="module")
 def source(tok):
-    return tiny_model("llama", seed=3, vocab_size=len(tok))
+    return tiny_source(tok, seed=3)
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import typer
 from rich.console import Console
 from rich.table import Table
 
@@ -15,6 +16,11 @@ DEFAULT_MODEL = "default"
 # prose every CPython carries (pydoc_data), in two disjoint parts
 REAL_TEXT_CALIB = "python-docs:calib"
 REAL_TEXT_EVAL = "python-docs:eval"
+
+# the same --overwrite on every command that writes an output directory (see core.io.check_output_dir)
+OVERWRITE = typer.Option(
+    False, "--overwrite", help="Replace an existing --out directory even if slimkit did not write it."
+)
 
 
 def resolve_model(

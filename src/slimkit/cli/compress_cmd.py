@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from slimkit.cli.common import REAL_TEXT_CALIB, model_source_dir, resolve_model, stdout
+from slimkit.cli.common import OVERWRITE, REAL_TEXT_CALIB, model_source_dir, resolve_model, stdout
 
 HELP = (
     "Compress a model directory (or `default`) and save the result to --out.\n\n"
@@ -79,9 +79,7 @@ def compress(
         help="Output model directory (written atomically). An existing directory is replaced only when "
         "slimkit wrote it; never when it is or contains the input model.",
     ),
-    overwrite: bool = typer.Option(
-        False, "--overwrite", help="Replace an existing --out directory even if slimkit did not write it."
-    ),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     from slimkit.compress import build_config, calibration_for, compress_, save_compressed
     from slimkit.core.io import check_output_dir

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from slimkit.cli.common import stdout
+from slimkit.cli.common import OVERWRITE, stdout
 
 app = typer.Typer(
     help=(
@@ -62,9 +62,6 @@ THREADS = typer.Option(
 )
 OUT = typer.Option(
     ..., "--out", help="Output directory (results.json, seed*/, ranking.png; written atomically)."
-)
-OVERWRITE = typer.Option(
-    False, "--overwrite", help="Replace an existing --out directory even if slimkit did not write it."
 )
 MAX_SEEDS = 1_000
 MAX_SEED = 2**32 - 1

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from slimkit.cli.common import stdout
+from slimkit.cli.common import OVERWRITE, stdout
 
 app = typer.Typer(
     help="Graph learning: GNN model soups trained without communication (Graph Ladling).",
@@ -87,9 +87,7 @@ def ladling(
     out: Path = typer.Option(
         Path("slimkit-ladling"), "--out", help="Output directory (replaced atomically)."
     ),
-    overwrite: bool = typer.Option(
-        False, "--overwrite", help="Replace an existing --out directory even if slimkit did not write it."
-    ),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     from slimkit.core.devices import resolve_device
     from slimkit.core.io import check_output_dir

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from slimkit.cli.common import stdout
+from slimkit.cli.common import OVERWRITE, stdout
 from slimkit.cli.study_cmd import _floats, _names
 
 HELP = (
@@ -64,9 +64,7 @@ def junkdna(
     out: Path = typer.Option(
         Path("slimkit-junkdna"), "--out", help="Output directory (replaced atomically when slimkit wrote it)."
     ),
-    overwrite: bool = typer.Option(
-        False, "--overwrite", help="Replace an existing --out directory even if slimkit did not write it."
-    ),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     from slimkit.pipelines.junkdna import JunkDNAConfig, run_junkdna
 

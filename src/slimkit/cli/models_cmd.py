@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from slimkit.cli.common import stdout
+from slimkit.cli.common import OVERWRITE, stdout
 
 IMPORT_HELP = (
     "Import a GGUF file (llama.cpp's format) into an ordinary safetensors model directory: config, "
@@ -40,9 +40,7 @@ def import_model(
         "slimkit wrote it.",
     ),
     dtype: str = typer.Option("float32", "--dtype", help="float32 | bfloat16 | float16: stored weights."),
-    overwrite: bool = typer.Option(
-        False, "--overwrite", help="Replace an existing --out directory even if slimkit did not write it."
-    ),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     from slimkit.models.gguf import convert_gguf
     from slimkit.models.metadata import read_slimkit_json

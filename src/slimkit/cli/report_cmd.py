@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from slimkit.cli.common import stdout
+from slimkit.cli.common import OVERWRITE, stdout
 
 HELP = (
     "Turn results JSON files into a markdown report with tables and PNG plots.\n\n"
@@ -25,9 +25,7 @@ def report(
         "--out",
         help="Output directory (replaced atomically when slimkit wrote it; never one holding the inputs).",
     ),
-    overwrite: bool = typer.Option(
-        False, "--overwrite", help="Replace an existing --out directory even if slimkit did not write it."
-    ),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     from slimkit.core.io import atomic_dir, check_output_dir, write_text
     from slimkit.evaluate.report import combine_results, write_junkdna_report, write_report

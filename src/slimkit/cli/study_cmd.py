@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from slimkit.cli.common import stdout
+from slimkit.cli.common import OVERWRITE, stdout
 
 HELP = (
     "Compress a model with a sweep of variants, evaluate every variant, and write results.json, "
@@ -143,9 +143,7 @@ def study(
     out: Path = typer.Option(
         Path("slimkit-study"), "--out", help="Output directory (replaced atomically when slimkit wrote it)."
     ),
-    overwrite: bool = typer.Option(
-        False, "--overwrite", help="Replace an existing --out directory even if slimkit did not write it."
-    ),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     from slimkit.pipelines.study import StudyConfig, print_summary, run_study
 

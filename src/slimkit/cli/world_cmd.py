@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from slimkit.cli.common import stdout
+from slimkit.cli.common import OVERWRITE, stdout
 
 app = typer.Typer(
     help="The built-in fictional knowledge world (factworld) and its default model.", no_args_is_help=True
@@ -26,9 +26,7 @@ def build(
     out: Path = typer.Option(
         ..., "--out", help="Directory to write (replaced atomically when slimkit wrote it)."
     ),
-    overwrite: bool = typer.Option(
-        False, "--overwrite", help="Replace an existing --out directory even if slimkit did not write it."
-    ),
+    overwrite: bool = OVERWRITE,
     seed: int = typer.Option(0, "--seed", help="World seed: same seed, byte-identical files."),
     people: int | None = typer.Option(
         None, "--people", help="Number of people (default: the default world's)."

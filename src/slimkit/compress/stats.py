@@ -33,7 +33,28 @@ class Accumulator(Protocol):
     def add(self, inputs: Tensor) -> None: ...
 
 
-class ColumnSqNorm:
+class _RunningSum:
+    """A sum of per-chunk terms ``term(inputs)`` over every token seen, with token and chunk counts."""
+
+    __slots__ = ("tokens", "updates", "value")
+
+    def __init__(self) -> None:
+        self.value: Tensor | None = None
+        self.tokens = 0
+        self.updates = 0
+
+    @staticmethod
+    def term(inputs: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def add(self, inputs: Tensor) -> None:
+        term = self.term(inputs)
+        self.value = term if self.value is None else self.value.add_(term)
+        self.tokens += int(inputs.shape[0])
+        self.updates += 1
+
+
+class ColumnSqNorm(_RunningSum):
     """``sum_t x_tj^2`` over all tokens seen, per input column ``j`` (fp32, ``[in]``).
 
     Attributes:
@@ -42,21 +63,14 @@ class ColumnSqNorm:
         updates: chunks added.
     """
 
-    __slots__ = ("tokens", "updates", "value")
+    __slots__ = ()
 
-    def __init__(self) -> None:
-        self.value: Tensor | None = None
-        self.tokens = 0
-        self.updates = 0
-
-    def add(self, inputs: Tensor) -> None:
-        sq = inputs.square().sum(0)
-        self.value = sq if self.value is None else self.value.add_(sq)
-        self.tokens += int(inputs.shape[0])
-        self.updates += 1
+    @staticmethod
+    def term(inputs: Tensor) -> Tensor:
+        return inputs.square().sum(0)
 
 
-class Gram:
+class Gram(_RunningSum):
     """``X^T X`` over all tokens seen (fp32, ``[in, in]``) and the token count ``N``.
 
     Attributes:
@@ -65,18 +79,11 @@ class Gram:
         updates: chunks added.
     """
 
-    __slots__ = ("tokens", "updates", "value")
+    __slots__ = ()
 
-    def __init__(self) -> None:
-        self.value: Tensor | None = None
-        self.tokens = 0
-        self.updates = 0
-
-    def add(self, inputs: Tensor) -> None:
-        xtx = inputs.T @ inputs
-        self.value = xtx if self.value is None else self.value.add_(xtx)
-        self.tokens += int(inputs.shape[0])
-        self.updates += 1
+    @staticmethod
+    def term(inputs: Tensor) -> Tensor:
+        return inputs.T @ inputs
 
     def hessian(self) -> Tensor:
         """``2/N * X^T X`` (a new tensor; the accumulator is unchanged)."""

@@ -51,24 +51,22 @@ def write_text(path: str | Path, text: str) -> None:
 def write_json(path: str | Path, data: Any, indent: int = 2) -> None:
     """Strict JSON (NaN and infinities become ``null``: other tools refuse the bare tokens), atomically."""
     with atomic_write(path) as f:
-        json.dump(_finite(data), f, indent=indent, default=_json_default, allow_nan=False)
+        json.dump(_finite(data), f, indent=indent, allow_nan=False)
         f.write("\n")
 
 
 def _finite(obj: Any) -> Any:
+    """``obj`` as plain JSON values: non-finite floats become ``None``; tensors, paths and configs are
+    converted first (by :func:`_json_default`) so that a NaN inside them is caught too."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
         return {k: _finite(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [_finite(v) for v in obj]
-    if isinstance(obj, torch.Tensor) and obj.numel() == 1:
-        return _finite(obj.item())
-    if hasattr(obj, "to_dict") and not isinstance(obj, type):
-        return _finite(obj.to_dict())
-    if hasattr(obj, "item") and callable(obj.item) and not isinstance(obj, torch.Tensor):
-        return _finite(obj.item())
-    return obj
+    if obj is None or isinstance(obj, str | int):
+        return obj
+    return _finite(_json_default(obj))
 
 
 # Inputs are read whole; these caps turn a wrong file (a disk image, a link to /dev/zero, a 50 MB

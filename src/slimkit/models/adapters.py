@@ -44,6 +44,7 @@ from slimkit.models.discovery import (
     ArchitectureAdapter,
     complete,
     discover,
+    find_blocks,
     is_conv1d,
     is_linear,
     skeleton_blocks_path,
@@ -141,13 +142,18 @@ def supported_model_types() -> list[str]:
 
 
 def adapter_for_model_type(
-    model_type: str, *, model_dir: str | Path | None = None, trust_remote_code: bool = False
+    model_type: str,
+    *,
+    model_dir: str | Path | None = None,
+    trust_remote_code: bool = False,
+    skeleton: nn.Module | None = None,
 ) -> ArchitectureAdapter | None:
     """The hand adapter registered for ``model_type``, or ``None`` when discovery serves it.
 
     Without a hand adapter, checks (on a ``meta``-device skeleton: no memory, no weights) that
     transformers has a causal LM for the type whose decoder blocks can be found. The config is
-    ``model_dir``'s ``config.json`` when given, else transformers' default for ``model_type``.
+    ``model_dir``'s ``config.json`` when given, else transformers' default for ``model_type``;
+    a ``skeleton`` the caller already built from it is searched instead of building another.
 
     Raises:
         UnsupportedArchitectureError: transformers does not know the type, has no causal LM for it,
@@ -155,6 +161,9 @@ def adapter_for_model_type(
     """
     if model_type in OVERRIDES:
         return OVERRIDES[model_type]
+    if skeleton is not None:
+        find_blocks(skeleton)
+        return None
     from transformers import AutoConfig
 
     try:

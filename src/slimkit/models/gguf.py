@@ -36,14 +36,6 @@ from slimkit.core.errors import ConfigError, ModelLoadError, SlimkitError, Unsup
 GGUF_MAGIC = b"GGUF"
 # bump when the conversion changes what it writes, so the cache never serves an old conversion
 CONVERTER_VERSION = 1
-CONVERT_DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-}
 # llama.cpp architecture names transformers renames before looking them up (modeling_gguf_pytorch_utils)
 _ARCH_ALIASES = {
     "qwen2moe": "qwen2_moe",
@@ -52,7 +44,6 @@ _ARCH_ALIASES = {
     "minimax-m2": "minimax_m2",
     "t5encoder": "t5",
 }
-_HASH_CHUNK = 1 << 20
 _SHA_MEMO: dict[tuple[str, int, int], str] = {}
 
 
@@ -237,21 +228,21 @@ def file_sha256(path: str | Path) -> str:
     stat = path.stat()
     key = (str(path), stat.st_size, stat.st_mtime_ns)
     if key not in _SHA_MEMO:
-        digest = hashlib.sha256()
-        with path.open("rb") as f:
-            while chunk := f.read(_HASH_CHUNK):
-                digest.update(chunk)
-        _SHA_MEMO[key] = digest.hexdigest()
+        from slimkit.models.metadata import update_digest
+
+        _SHA_MEMO[key] = update_digest(hashlib.sha256(), path).hexdigest()
     return _SHA_MEMO[key]
 
 
 # -- conversion ------------------------------------------------------------------------------------------------
 def _convert_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    if isinstance(dtype, torch.dtype) and dtype in CONVERT_DTYPES.values():
-        return dtype
-    if isinstance(dtype, str) and dtype.lower() in CONVERT_DTYPES:
-        return CONVERT_DTYPES[dtype.lower()]
-    raise ConfigError(f"dtype={dtype!r} is not one of {sorted(CONVERT_DTYPES)} for a GGUF import")
+    # the loader's names (float32/fp32/bfloat16/...); "auto" has no meaning for a file that is dequantized
+    from slimkit.models.loading import resolve_dtype
+
+    resolved = resolve_dtype(dtype)
+    if not isinstance(resolved, torch.dtype):
+        raise ConfigError(f"dtype={dtype!r}: a GGUF import needs float32, bfloat16 or float16")
+    return resolved
 
 
 def convert_gguf(

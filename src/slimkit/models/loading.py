@@ -251,19 +251,21 @@ def _check_config_sizes(model_dir: Path, files: list[Path], trust_remote_code: b
         )
 
 
-def _check_shapes_on_meta(model_dir: Path, files: list[Path], trust_remote_code: bool) -> None:
-    """Every tensor the stored weights and the model built on the ``meta`` device (no memory) both name
-    must have one shape: a config claiming a larger hidden size would otherwise allocate the larger
-    model before transformers compares shapes."""
-    shapes = _stored_shapes(files)
+def _meta_skeleton(model_dir: Path, trust_remote_code: bool) -> tuple[nn.Module | None, str | None]:
+    """The model ``config.json`` describes, built on the ``meta`` device (no memory), or why it cannot be."""
     try:
         config = AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
         with torch.device("meta"):
-            skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+            return AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code), None
     except Exception as e:
-        raise ModelLoadError(
-            f"transformers could not build the model of {model_dir}: {_first_line(e)}"
-        ) from e
+        return None, _first_line(e)
+
+
+def _check_shapes_on_meta(model_dir: Path, files: list[Path], skeleton: nn.Module) -> None:
+    """Every tensor the stored weights and the ``meta`` skeleton both name must have one shape: a config
+    claiming a larger hidden size would otherwise allocate the larger model before transformers
+    compares shapes."""
+    shapes = _stored_shapes(files)
     for key, tensor in skeleton.state_dict().items():
         saved = shapes.get(key)
         if saved is not None and saved != tuple(tensor.shape):
@@ -328,11 +330,17 @@ def load_model(
     files = _weight_files(model_dir)
     # sizes first: the architecture check below builds the model on the meta device
     _check_config_sizes(model_dir, files, trust_remote_code)
-    adapter_for_model_type(model_type, model_dir=model_dir, trust_remote_code=trust_remote_code)
+    # one meta-device skeleton serves the architecture check and the shape check
+    skeleton, why_not = _meta_skeleton(model_dir, trust_remote_code)
+    adapter_for_model_type(
+        model_type, model_dir=model_dir, trust_remote_code=trust_remote_code, skeleton=skeleton
+    )
+    if skeleton is None:
+        raise ModelLoadError(f"transformers could not build the model of {model_dir}: {why_not}")
     meta = read_slimkit_json(model_dir)
     if with_tokenizer:
         _check_tokenizer_files(model_dir)
-    _check_shapes_on_meta(model_dir, files, trust_remote_code)
+    _check_shapes_on_meta(model_dir, files, skeleton)
 
     with _quiet_transformers():
         if needs_restore(meta):

@@ -236,7 +236,13 @@ def model_hash(model_dir: str | Path) -> str:
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.name.encode() + b"\0")
-        with path.open("rb") as f:
-            while chunk := f.read(_HASH_CHUNK):
-                digest.update(chunk)
+        update_digest(digest, path)
     return digest.hexdigest()
+
+
+def update_digest(digest: Any, path: str | Path) -> Any:
+    """Feed a file's bytes into ``digest`` in 1 MiB chunks (never the whole file in memory); returns it."""
+    with Path(path).open("rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest

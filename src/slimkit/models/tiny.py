@@ -48,33 +48,26 @@ LAYERS, HIDDEN, HEADS, KV_HEADS, INTERMEDIATE, POSITIONS = 2, 64, 4, 2, 128, 256
 SPECIAL_IDS = {"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}
 
 
-def _llama(vocab_size: int) -> dict[str, Any]:
-    # llama, mistral and qwen2 share these field names
+def _sizes(vocab_size: int, ffn_field: str) -> dict[str, Any]:
+    # the HF field names most families share; only the MLP width's name differs between them
     return {
         "vocab_size": vocab_size,
         "hidden_size": HIDDEN,
-        "intermediate_size": INTERMEDIATE,
+        ffn_field: INTERMEDIATE,
         "num_hidden_layers": LAYERS,
         "num_attention_heads": HEADS,
-        "num_key_value_heads": KV_HEADS,
         "max_position_embeddings": POSITIONS,
     }
+
+
+def _llama(vocab_size: int) -> dict[str, Any]:
+    # llama, mistral, qwen2 and phi3
+    return {**_sizes(vocab_size, "intermediate_size"), "num_key_value_heads": KV_HEADS}
 
 
 def _opt(vocab_size: int) -> dict[str, Any]:
-    return {
-        "vocab_size": vocab_size,
-        "hidden_size": HIDDEN,
-        "word_embed_proj_dim": HIDDEN,
-        "ffn_dim": INTERMEDIATE,
-        "num_hidden_layers": LAYERS,
-        "num_attention_heads": HEADS,
-        "max_position_embeddings": POSITIONS,
-        "dropout": 0.0,
-        "attention_dropout": 0.0,
-        "activation_dropout": 0.0,
-        "layerdrop": 0.0,
-    }
+    no_dropout = dict.fromkeys(("dropout", "attention_dropout", "activation_dropout", "layerdrop"), 0.0)
+    return {**_sizes(vocab_size, "ffn_dim"), "word_embed_proj_dim": HIDDEN, **no_dropout}
 
 
 def _gpt2(vocab_size: int) -> dict[str, Any]:
@@ -102,29 +95,11 @@ def _gemma3(vocab_size: int) -> dict[str, Any]:
 
 
 def _gpt_neox(vocab_size: int) -> dict[str, Any]:
-    return {
-        "vocab_size": vocab_size,
-        "hidden_size": HIDDEN,
-        "intermediate_size": INTERMEDIATE,
-        "num_hidden_layers": LAYERS,
-        "num_attention_heads": HEADS,
-        "max_position_embeddings": POSITIONS,
-        "hidden_dropout": 0.0,
-        "attention_dropout": 0.0,
-    }
+    return {**_sizes(vocab_size, "intermediate_size"), "hidden_dropout": 0.0, "attention_dropout": 0.0}
 
 
 def _falcon(vocab_size: int) -> dict[str, Any]:
-    return {
-        "vocab_size": vocab_size,
-        "hidden_size": HIDDEN,
-        "ffn_hidden_size": INTERMEDIATE,
-        "num_hidden_layers": LAYERS,
-        "num_attention_heads": HEADS,
-        "max_position_embeddings": POSITIONS,
-        "hidden_dropout": 0.0,
-        "attention_dropout": 0.0,
-    }
+    return {**_sizes(vocab_size, "ffn_hidden_size"), "hidden_dropout": 0.0, "attention_dropout": 0.0}
 
 
 # family -> (config class, its keyword arguments given the vocabulary size)

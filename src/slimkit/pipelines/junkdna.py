@@ -210,14 +210,24 @@ def chance_corrected(
     axes: dict[str, list[tuple[str, str, str]]],
 ) -> dict[str, dict[str, float | None]]:
     """axis -> level -> (score - chance) / (dense - chance); None where dense is not above chance."""
+    return _relative_to_dense(dense, variant, axes, lambda task, key: level_chance(dense, task, key))
+
+
+def _relative_to_dense(
+    dense: dict[str, dict[str, Any]],
+    variant: dict[str, dict[str, Any]],
+    axes: dict[str, list[tuple[str, str, str]]],
+    baseline: Any,
+) -> dict[str, dict[str, float | None]]:
+    """axis -> level -> (score - b) / (dense - b) with b = ``baseline(task, key)``; None where dense <= b."""
     out: dict[str, dict[str, float | None]] = {}
     for axis, levels in axes.items():
         out[axis] = {}
         for level, task, key in levels:
             base, value = dense.get(task, {}).get(key), variant.get(task, {}).get(key)
-            chance = level_chance(dense, task, key)
-            ok = base is not None and value is not None and base > chance
-            out[axis][level] = (value - chance) / (base - chance) if ok else None
+            floor = baseline(task, key)
+            ok = base is not None and value is not None and base > floor
+            out[axis][level] = (value - floor) / (base - floor) if ok else None
     return out
 
 
@@ -282,14 +292,7 @@ def normalised_scores(
     axes: dict[str, list[tuple[str, str, str]]],
 ) -> dict[str, dict[str, float | None]]:
     """axis -> level -> score / dense score (None where the dense model scores 0 on the level)."""
-    out: dict[str, dict[str, float | None]] = {}
-    for axis, levels in axes.items():
-        out[axis] = {}
-        for level, task, key in levels:
-            base = dense.get(task, {}).get(key)
-            value = variant.get(task, {}).get(key)
-            out[axis][level] = None if not base or value is None else value / base
-    return out
+    return _relative_to_dense(dense, variant, axes, lambda task, key: 0.0)
 
 
 def first_below(curve: list[tuple[float, float | None]], threshold: float) -> float | None:
