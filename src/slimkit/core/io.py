@@ -106,7 +106,9 @@ def read_text_file(
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise error(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        raise error(
+            f"{path}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}: {e.reason}); save it as UTF-8"
+        ) from None
 
 
 def parse_json(

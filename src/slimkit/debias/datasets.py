@@ -17,6 +17,7 @@ Group and bias labels are for evaluation (and opt-in model selection) only; Sebr
 from __future__ import annotations
 
 import csv
+import io
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from torch import Tensor
 
 from slimkit.core.config import Config, check_range
 from slimkit.core.errors import ConfigError, DataError
+from slimkit.core.io import read_text_file
 
 #: ten well-separated stroke colours (RGB in [0, 1]); class ``y``'s aligned colour is ``PALETTE[y]``.
 PALETTE = (
@@ -507,8 +509,10 @@ def read_metadata_csv(
 
 def _read_csv_rows(csv_path: Path, needed: list[str]) -> tuple[list[str], list[dict[str, str]]]:
     """The header and rows of a UTF-8 CSV; each row has every ``needed`` column, else :class:`DataError`."""
+    # the shared reader: a regular file of bounded size, UTF-8 (Excel's byte-order mark is dropped)
+    text = read_text_file(csv_path, error=DataError).removeprefix("\ufeff")
     try:
-        with csv_path.open(newline="", encoding="utf-8-sig") as f:
+        with io.StringIO(text, newline="") as f:
             reader = csv.DictReader(f)
             header = reader.fieldnames or []
             missing = [c for c in needed if c not in header]
@@ -521,15 +525,8 @@ def _read_csv_rows(csv_path: Path, needed: list[str]) -> tuple[list[str], list[d
                         f"{csv_path}:{reader.line_num}: the row has fewer fields than the header ({len(header)})"
                     )
                 rows.append(r)
-    except UnicodeDecodeError as e:
-        raise DataError(
-            f"{csv_path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
-            "save the CSV as UTF-8"
-        ) from None
     except csv.Error as e:
         raise DataError(f"{csv_path} is not a readable CSV: {e}") from None
-    except OSError as e:
-        raise DataError(f"cannot read {csv_path}: {e.strerror or e}") from None
     return header, rows
 
 
