@@ -224,3 +224,35 @@ def test_sequential_false_calibrates_on_dense_activations():
     assert not torch.equal(propagated.state_dict()[key], only_block1.state_dict()[key])
     zero_key = "model.layers.0.mlp.down_proj.weight"
     assert torch.equal(dense_stats.state_dict()[zero_key], propagated.state_dict()[zero_key])
+
+
+def test_calibration_for_records_source_and_coverage_in_the_report(tiny_tok, tmp_path):
+    from slimkit.compress import calibration_for
+    from slimkit.data.calibration import draw_calibration
+
+    text = tmp_path / "calib.txt"
+    long_doc = " ".join(f"word{i}" for i in range(400))
+    text.write_text("short one\n\nshort two\n\n" + long_doc + "\n", encoding="utf-8")
+    drawn = calibration_for(WandaConfig(), tiny_tok, str(text), nsamples=4, seqlen=16, seed=0)
+    expected = draw_calibration(tiny_tok, ["short one", "short two", long_doc], nsamples=4, seqlen=16, seed=0)
+    assert torch.equal(drawn.ids, expected.ids) and drawn.coverage == expected.coverage
+    model = tiny_model("llama", seed=0)
+    report = compress_(model, WandaConfig(sparsity=0.5), drawn, progress=False)
+    assert report.calibration == {
+        "nsamples": 4,
+        "seqlen": 16,
+        "source": str(text),
+        "coverage": expected.coverage.to_dict(),
+    }
+    # the same ids as a bare tensor give the same pruned weights, without the provenance
+    bare = tiny_model("llama", seed=0)
+    bare_report = compress_(bare, WandaConfig(sparsity=0.5), drawn.ids, progress=False)
+    assert bare_report.calibration == {"nsamples": 4, "seqlen": 16}
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(model.state_dict().values(), bare.state_dict().values(), strict=True)
+    )
+    # a data-free method keeps no calibration record even when handed one
+    assert (
+        compress_(tiny_model("llama", seed=0), MagnitudeConfig(), drawn, progress=False).calibration is None
+    )

@@ -111,8 +111,10 @@ def compress(
     m, tok, name = resolve_model(model, device="cpu", dtype=dtype)
     if calib is None and source is not None:
         calib = REAL_TEXT_CALIB  # a real model is calibrated on real English, not on the fictional world
-    calib_ids = calibration_for(cfg, tok, calib, nsamples=nsamples, seqlen=seqlen, seed=seed, model=m)
-    report = compress_(m, cfg, calib=calib_ids, device=device)
+    drawn = calibration_for(cfg, tok, calib, nsamples=nsamples, seqlen=seqlen, seed=seed, model=m)
+    if drawn is not None:
+        stdout.print(f"calibration: {drawn.coverage} of {drawn.source}")
+    report = compress_(m, cfg, calib=drawn, device=device)
     parent = source
     if parent is None:
         from slimkit.models.default import default_model_dir

@@ -15,7 +15,7 @@ handler with a short CLI name). The CLI maps ``--method wanda`` to a config clas
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -27,6 +27,9 @@ from slimkit.core.errors import ConfigError, DataError
 from slimkit.core.limits import check_fits_in_memory
 from slimkit.core.registry import Registry
 from slimkit.models.limits import hidden_width, max_positions, vocab_size
+
+if TYPE_CHECKING:
+    from slimkit.data.calibration import CalibrationSet
 
 
 class Compressor(Protocol):
@@ -65,7 +68,7 @@ def method_name(config: Config | type[Config]) -> str:
 def compress_(
     model: nn.Module,
     config: Config,
-    calib: Tensor | None = None,
+    calib: Tensor | CalibrationSet | None = None,
     *,
     device: torch.device | str | None = None,
     progress: bool = True,
@@ -76,8 +79,10 @@ def compress_(
     Args:
         model: a Hugging Face causal LM (llama, mistral, qwen2, opt, gpt2).
         config: a registered method config (``MagnitudeConfig``, ``WandaConfig``, ``SparseGPTConfig``, ...).
-        calib: ``LongTensor [nsamples, seqlen]`` of token ids (:func:`slimkit.data.calibration.sample_calibration`);
-            data-free methods ignore it, calibrated ones raise :class:`~slimkit.core.errors.DataError` without it.
+        calib: ``LongTensor [nsamples, seqlen]`` of token ids (:func:`slimkit.data.calibration.sample_calibration`),
+            or the :class:`~slimkit.data.calibration.CalibrationSet` of :func:`calibration_for`, whose
+            source and coverage then go into ``report.calibration``; data-free methods ignore it,
+            calibrated ones raise :class:`~slimkit.core.errors.DataError` without it.
         device: compute device. Each decoder block is moved there for its turn and back afterwards, so
             the model may stay on CPU. ``None`` computes wherever the model is.
         progress: show a progress bar over blocks.
@@ -94,6 +99,9 @@ def compress_(
         raise ConfigError(f"chunk_size={chunk_size!r} must be a positive integer")
     handler = COMPRESSORS.lookup(config)
     compute = resolve_device(device) if device is not None else None
+    drawn = None
+    if calib is not None and not isinstance(calib, Tensor):
+        drawn, calib = calib, calib.ids
     if calib is not None and needs_calibration(config):
         check_calibration_fits(model, calib, method_name(config))
     with measure(compute or model_device(model)) as stats:
@@ -101,6 +109,8 @@ def compress_(
     report.total_time_s = stats["time_s"]
     report.peak_memory_bytes = stats["peak_bytes"]
     report.peak_memory_kind = stats["kind"]
+    if drawn is not None and report.calibration is not None:  # the method did use it
+        report.calibration = {**report.calibration, **drawn.describe()}
     return report
 
 
@@ -203,24 +213,32 @@ def calibration_for(
     seqlen: int = 2048,
     seed: int = 0,
     model: nn.Module | None = None,
-) -> Tensor | None:
-    """Calibration token ids for ``config``, or ``None`` when the method is data-free.
+) -> CalibrationSet | None:
+    """Calibration windows for ``config`` and what of the source they cover, or ``None`` when the
+    method is data-free.
+
+    Pass the result to :func:`compress_` as ``calib``: the report then records the source and the
+    coverage (``report.calibration``) besides ``nsamples`` and ``seqlen``.
 
     Args:
         config: the method config (see :func:`needs_calibration`).
         tokenizer: the model's tokenizer.
         source: a text source spec for :func:`slimkit.data.sources.read_documents`; default: the
             built-in world's training corpus (``world:corpus``).
-        nsamples / seqlen / seed: see :func:`slimkit.data.calibration.sample_calibration`.
+        nsamples / seqlen / seed: see :func:`slimkit.data.calibration.draw_calibration`.
         model: when given, ``nsamples`` and ``seqlen`` are checked against it (positions, memory)
             before any text is read (see :func:`check_calibration_size`).
+
+    Returns:
+        A :class:`~slimkit.data.calibration.CalibrationSet` (``.ids``: ``LongTensor [nsamples, seqlen]``).
     """
     if not needs_calibration(config):
         return None
     if model is not None:
         check_calibration_size(model, nsamples, seqlen)
-    from slimkit.data.calibration import sample_calibration
+    from slimkit.data.calibration import draw_calibration
     from slimkit.data.sources import read_documents
 
-    documents = read_documents(source or DEFAULT_CALIBRATION_SOURCE)
-    return sample_calibration(tokenizer, documents, nsamples=nsamples, seqlen=seqlen, seed=seed)
+    spec = source or DEFAULT_CALIBRATION_SOURCE
+    drawn = draw_calibration(tokenizer, read_documents(spec), nsamples=nsamples, seqlen=seqlen, seed=seed)
+    return dataclasses.replace(drawn, source=str(spec))

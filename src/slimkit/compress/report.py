@@ -65,7 +65,8 @@ class CompressionReport:
         block_target_sparsity: the per-block sparsity the allocation asked for (OWL), else ``None``.
         total_time_s: wall time of the whole call, calibration passes included.
         peak_memory_bytes / peak_memory_kind: see the module docstring.
-        calibration: ``{"nsamples": N, "seqlen": L}``, or ``None`` for a data-free run.
+        calibration: ``{"nsamples": N, "seqlen": L}`` (plus ``"source"`` and ``"coverage"`` when
+            :func:`~slimkit.compress.calibration_for` drew it), or ``None`` for a data-free run.
     """
 
     method: str
@@ -77,7 +78,7 @@ class CompressionReport:
     total_time_s: float = 0.0
     peak_memory_bytes: int = 0
     peak_memory_kind: str = "rss_peak_delta"
-    calibration: dict[str, int] | None = None
+    calibration: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

@@ -87,10 +87,21 @@ class CalibrationSet:
     Attributes:
         ids: ``LongTensor [nsamples, seqlen]``.
         coverage: see :class:`CalibrationCoverage`.
+        source: the text source spec the windows came from, when known (recorded in reports).
     """
 
     ids: Tensor
     coverage: CalibrationCoverage
+    source: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """What a compression report records of it: shape, source and coverage (JSON-ready)."""
+        return {
+            "nsamples": int(self.ids.shape[0]),
+            "seqlen": int(self.ids.shape[1]),
+            "source": self.source,
+            "coverage": self.coverage.to_dict(),
+        }
 
 
 def _token_ids(tokenizer: Any, documents: Sequence[str]) -> list[list[int]]:

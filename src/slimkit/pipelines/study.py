@@ -409,6 +409,9 @@ def run_study(cfg: StudyConfig, out: str | Path, *, overwrite: bool = False) -> 
     )
 
     study = {**sweep.to_dict(), "device": cfg.device}
+    if calib is not None:  # what of the calibration source the shared windows cover
+        study["calibration_coverage"] = calib.coverage.to_dict()
+        console().print(f"[bold]study[/bold] calibration: {calib.coverage}")
     results_per_variant: list[dict[str, Any]] = []
     for i, variant in enumerate(sweep.variants):
         console().print(f"[bold]study[/bold] [{i + 1}/{len(sweep.variants)}] {variant.name}")
