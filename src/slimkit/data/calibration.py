@@ -105,7 +105,8 @@ class CalibrationSet:
 
 
 def _token_ids(tokenizer: Any, documents: Sequence[str]) -> list[list[int]]:
-    encoded = tokenizer(list(documents))
+    # verbose=False: documents longer than model_max_length are cut into windows here, on purpose
+    encoded = tokenizer(list(documents), verbose=False)
     ids = encoded["input_ids"] if isinstance(encoded, dict) or hasattr(encoded, "keys") else encoded
     return [list(x) for x in ids]
 

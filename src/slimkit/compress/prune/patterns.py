@@ -96,7 +96,8 @@ def wanda_scores(weight: Tensor, col_sq_norm: Tensor) -> Tensor:
     """
     if col_sq_norm.shape != weight.shape[1:]:
         raise ValueError(f"col_sq_norm has shape {tuple(col_sq_norm.shape)}, expected ({weight.shape[1]},)")
-    return weight.detach().float().abs() * col_sq_norm.float().clamp_min(0).sqrt().unsqueeze(0)
+    # one new tensor, scaled in place (the product is the same, bit for bit)
+    return weight.detach().float().abs().mul_(col_sq_norm.float().clamp_min(0).sqrt().unsqueeze(0))
 
 
 def _lowest_k(scores: Tensor, k: int) -> Tensor:
