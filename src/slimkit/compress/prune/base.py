@@ -106,6 +106,7 @@ class Pruner:
         self.pattern = config.nm
         self.sparsity_for = dict(sparsity_for)
         self.records: dict[str, MatrixReport] = {}
+        self.zeros: dict[str, int] = {}  # zeros of each matrix right after pruning it (the report's count)
 
     def observe(self, name: str, inputs: Tensor) -> None:
         """Accumulate statistics from one chunk of the linear's inputs ``[tokens, in]`` (fp32)."""
@@ -130,10 +131,11 @@ class Pruner:
         if weight.device.type == "cuda":
             torch.cuda.synchronize(weight.device)
         elapsed = time.perf_counter() - start
+        self.zeros[name] = weight.numel() - int(torch.count_nonzero(weight))
         self.records[name] = MatrixReport(
             name=name,
             shape=(int(weight.shape[0]), int(weight.shape[1])),
-            sparsity=(weight.numel() - int(torch.count_nonzero(weight))) / weight.numel(),
+            sparsity=self.zeros[name] / weight.numel(),
             target_sparsity=float(sparsity),
             time_s=elapsed,
         )
@@ -249,7 +251,7 @@ def prune_model_(
             if device is not None:
                 module.to(home)
     used_calib = calib if pruner_cls.needs_calibration or allocation is not None else None
-    return build_report(model, config, targets, pruner.records, allocation, used_calib)
+    return build_report(model, config, targets, pruner.records, allocation, used_calib, zeros=pruner.zeros)
 
 
 def build_report(
@@ -259,24 +261,34 @@ def build_report(
     records: Mapping[str, MatrixReport],
     allocation: list[float | None] | None,
     calib: Tensor | None,
+    *,
+    zeros: Mapping[str, int] | None = None,
 ) -> CompressionReport:
-    """Count the zeros actually present in every target and assemble the report."""
+    """Count the zeros actually present in every target and assemble the report.
+
+    ``zeros`` gives counts already taken (by the pruner, right after each matrix was pruned; no later
+    step touches a pruned matrix); the other targets are counted here.
+    """
+    zeros = zeros or {}
     adapter = get_adapter(model)
     n_blocks = len(adapter.blocks(model))
-    zeros = [0] * n_blocks
+    block_zeros = [0] * n_blocks
     sizes = [0] * n_blocks
     for name, module in targets.items():
         weight = linear_weight(module)
         index = block_index_of(name, adapter)
-        zeros[index] += weight.numel() - int(torch.count_nonzero(weight))
+        counted = zeros.get(name)
+        block_zeros[index] += (
+            weight.numel() - int(torch.count_nonzero(weight)) if counted is None else counted
+        )
         sizes[index] += weight.numel()
     total = sum(sizes)
     return CompressionReport(
         method=method_name(config),
         config=config.to_dict(),
         matrices=[records[n] for n in targets if n in records],
-        overall_sparsity=sum(zeros) / total if total else 0.0,
-        block_sparsity=[z / s if s else None for z, s in zip(zeros, sizes, strict=True)],
+        overall_sparsity=sum(block_zeros) / total if total else 0.0,
+        block_sparsity=[z / s if s else None for z, s in zip(block_zeros, sizes, strict=True)],
         block_target_sparsity=allocation,
         calibration=None
         if calib is None
