@@ -9,7 +9,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-stdout = Console()
+# soft_wrap: paths and commands are printed whole (a terminal wraps them visually; a log keeps them
+# copyable), tables still fit the width
+stdout = Console(soft_wrap=True)
 
 DEFAULT_MODEL = "default"
 # the text sources a model other than the world's default gets when the user names none: real English
