@@ -53,10 +53,11 @@ def main() -> None:
     from slimkit.compress import compress_
     from slimkit.compress.lowrank import SVDUniformConfig, WeLoreConfig
     from slimkit.evaluate import perplexity
+    from slimkit.models import default_model
 
     rows, records = [], []
     for spec in args.models.split(","):
-        dense, tok = slimkit.load_model(spec)
+        dense, tok = default_model() if spec == "default" else slimkit.load_model(spec)
         data = EVAL_DATA.get(spec, "python-docs:eval")
         seqlen = min(args.seqlen, dense.config.max_position_embeddings)
         dense_ppl = perplexity(dense, tok, data, seqlen=seqlen, limit=args.limit).ppl
