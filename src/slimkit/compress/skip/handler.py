@@ -29,6 +29,7 @@ from slimkit.compress.skip.calibration import (
 from slimkit.compress.skip.config import FFNSkipConfig
 from slimkit.compress.skip.gate import NEVER
 from slimkit.compress.skip.sites import BlockFlops, block_flops, ffn_sites
+from slimkit.core.errors import ConfigError
 from slimkit.nn.ffn_skip import (
     attach_ffn_skip_,
     get_skip_state,
@@ -119,6 +120,8 @@ def ffn_skip_compress_(
     The model is wrapped where it is (``device`` is not used: nothing is computed per block);
     calibration decodes ``chunk_size`` prompts at a time.
     """
+    if get_skip_state(model) is not None:
+        raise ConfigError("this model has FFN-skip wrappers already; remove_skip_(model) first")
     blocks_path, n_layers, sites = ffn_sites(model, config.cold_start, config.cold_end)
     flops = block_flops(model)
     state = attach_ffn_skip_(
