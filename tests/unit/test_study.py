@@ -283,7 +283,9 @@ def test_bad_sweep_fails_before_any_work(tmp_path, monkeypatch, capsys):
         lines = [line for line in err.strip().splitlines() if line.strip()]
         assert code == 2 and len(lines) == 1 and "Traceback" not in err, (name, err)
         assert not (tmp_path / "out").exists()
-    with pytest.raises(ConfigError, match=r"shipped: \['default', 'real-quick'\]"):
+    with pytest.raises(
+        ConfigError, match=r"shipped: \['default', 'ffn-skip', 'ffn-skip-real', 'real-quick'\]"
+    ):
         run_study(StudyConfig(sweep="no-such-sweep"), tmp_path / "out")
     with pytest.raises(RegistryError, match="known"):
         run_study(StudyConfig(variants=({"method": "nope"},)), tmp_path / "out")

@@ -18,14 +18,20 @@ HELP = (
     "    slimkit compress default --method sparsegpt --sparsity 0.5 --pattern 2:4 --out sgpt24\n\n"
     "    slimkit compress ./llama --method wanda --sparsity 0.7 --allocation owl --owl-m 5 --owl-lambda 0.08 "
     "--calib c4.jsonl --nsamples 128 --seqlen 2048 --device cuda --out llama-owl70\n\n"
-    "    slimkit compress default --method magnitude --sparsity 0.5 --storage bitmask --out mag50"
+    "    slimkit compress default --method magnitude --sparsity 0.5 --storage bitmask --out mag50\n\n"
+    "Decode-time skipping (docs/ffn_skip.md): ffn-skip (FFN-SkipLLM; --target-ratio calibrates τ on greedy "
+    "decodes of --calib prompts and records it in slimkit.json), and its baselines layer-drop (ShortGPT) and "
+    "early-exit (CALM-style), set by --compute-ratio.\n\n"
+    "    slimkit compress default --method ffn-skip --target-ratio 0.25 --cold-end 0 --out skip25"
 )
 
 
 def compress(
     model: str = typer.Argument(..., help="Model directory, or `default` (the built-in world's model)."),
     method: str = typer.Option(
-        ..., "--method", help="Compression method (magnitude | wanda | sparsegpt | welore | svd-uniform)."
+        ...,
+        "--method",
+        help="Compression method (magnitude | wanda | sparsegpt | welore | svd-uniform | ffn-skip | layer-drop | early-exit).",
     ),
     sparsity: float | None = typer.Option(
         None,
@@ -58,6 +64,24 @@ def compress(
     min_ratio: float | None = typer.Option(
         None, "--min-ratio", help="WeLore: factor a matrix only above this rank reduction (default 0.5)."
     ),
+    target_ratio: float | None = typer.Option(
+        None,
+        "--target-ratio",
+        help="ffn-skip: fraction of FFN blocks to skip while decoding, in [0, 1) (τ calibrated).",
+    ),
+    threshold: float | None = typer.Option(
+        None, "--threshold", help="ffn-skip / early-exit: the saturation threshold τ itself (no calibration)."
+    ),
+    compute_ratio: float | None = typer.Option(
+        None,
+        "--compute-ratio",
+        help="layer-drop / early-exit: share of decoder-block FLOPs to skip, in [0, 1).",
+    ),
+    warmup_tokens: int | None = typer.Option(
+        None, "--warmup-tokens", help="ffn-skip / early-exit: full-model tokens at the start of a generation."
+    ),
+    cold_start: int | None = typer.Option(None, "--cold-start", help="ffn-skip: first layers never skipped."),
+    cold_end: int | None = typer.Option(None, "--cold-end", help="ffn-skip: last layers never skipped."),
     calib: str | None = typer.Option(
         None,
         "--calib",
@@ -97,6 +121,12 @@ def compress(
         targets=tuple(targets) or None,
         ignore=tuple(ignore) or None,
         true_sequential=true_sequential,
+        target_ratio=target_ratio,
+        threshold=threshold,
+        compute_ratio=compute_ratio,
+        warmup_tokens=warmup_tokens,
+        cold_start=cold_start,
+        cold_end=cold_end,
     )
     from slimkit.compress.export import STORAGES
     from slimkit.core.config import check_choice

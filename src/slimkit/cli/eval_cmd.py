@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from slimkit.cli.common import REAL_TEXT_EVAL, metrics_table, resolve_model, stdout
+from slimkit.cli.common import REAL_TEXT_CALIB, REAL_TEXT_EVAL, metrics_table, resolve_model, stdout
+from slimkit.core.errors import ConfigError
 
 HELP = (
     "Evaluate a model directory (or `default`, the built-in world's model) and write results JSON.\n\n"
@@ -33,7 +34,10 @@ HELP = (
 GENERATE_HELP = (
     "Greedy generation from a prompt.\n\n"
     "Examples:\n\n"
-    '    slimkit generate default --prompt "Question: Where was Mara Tolvin born?\\nAnswer:"'
+    '    slimkit generate default --prompt "Question: Where was Mara Tolvin born?\\nAnswer:"\n\n'
+    '    slimkit generate default --prompt "Mara Tolvin was born in" --ffn-skip 0.25 --max-new-tokens 24\n\n'
+    "--ffn-skip calibrates FFN-SkipLLM's τ for that skip ratio first (docs/ffn_skip.md); a model saved with "
+    "`slimkit compress --method ffn-skip` skips with its recorded τ."
 )
 
 
@@ -168,9 +172,18 @@ def eval_model(
         "skipped": run.skipped,
         "task_configs": run.task_configs,
     }
-    results = make_results(name, run.metrics, config=config, seed=seed)
+    metrics = dict(run.metrics)
+    skip = _skip_record(m)
+    if skip is not None:  # a model saved with FFN-skip decoded with it: say how much it skipped
+        config["ffn_skip"] = skip
+        metrics["ffn_skip"] = {
+            "skip_ratio": skip["skip_ratio"],
+            "eligible_skip_ratio": skip["eligible_skip_ratio"],
+            "n": skip["tokens"],
+        }
+    results = make_results(name, metrics, config=config, seed=seed)
     validate_results(results)
-    stdout.print(metrics_table(run.metrics, title=f"{name} — {suite}"))
+    stdout.print(metrics_table(metrics, title=f"{name} — {suite}"))
     for task, reason in run.skipped.items():
         stdout.print(f"skipped {task}: {reason}")
     if save_examples is not None:
@@ -179,6 +192,12 @@ def eval_model(
     if out is not None:
         write_json(out, results)
         stdout.print(f"wrote {out}")
+
+
+def _skip_record(model) -> dict | None:
+    from slimkit.nn.ffn_skip import skip_stats
+
+    return skip_stats(model)
 
 
 def _plain_config(cfg) -> dict:
@@ -193,13 +212,52 @@ def generate(
         ..., "--prompt", help="Prompt text (repeat for a batch); \\n is a newline."
     ),
     max_new_tokens: int = typer.Option(32, "--max-new-tokens", help="Tokens to generate."),
+    ffn_skip: float | None = typer.Option(
+        None,
+        "--ffn-skip",
+        help="FFN-SkipLLM: calibrate τ for this fraction of FFN blocks skipped (on --calib prompts), then decode with it.",
+    ),
+    calib: str | None = typer.Option(
+        None,
+        "--calib",
+        help="--ffn-skip calibration text (default: the world corpus, python-docs:calib for other models).",
+    ),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N."),
     dtype: str | None = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16."),
 ) -> None:
+    from slimkit.core.config import check_range
     from slimkit.evaluate import greedy_generate
+    from slimkit.nn.ffn_skip import check_generation_length, get_skip_state, reset_skip_stats, skip_stats
 
+    check_range("--max-new-tokens", max_new_tokens, 1, None)
+    config = None
+    if ffn_skip is not None:
+        from slimkit.compress.skip import FFNSkipConfig
+
+        config = FFNSkipConfig(target_ratio=ffn_skip)
+        check_generation_length(config.warmup_tokens, max_new_tokens)
     m, tok, _ = resolve_model(model, device=device, dtype=dtype)
+    if config is not None:
+        from slimkit.compress import calibration_for, compress_
+
+        if get_skip_state(m) is not None:
+            raise ConfigError(f"{model} was saved with FFN-skip already; leave out --ffn-skip")
+        if calib is None and model != "default":
+            calib = REAL_TEXT_CALIB
+        ids = calibration_for(config, tok, calib, nsamples=config.prompts, seqlen=config.prompt_len, model=m)
+        report = compress_(m, config, ids, progress=False)
+        stdout.print(report.summary())
+    state = get_skip_state(m)
+    if state is not None:
+        check_generation_length(state.warmup_tokens, max_new_tokens)
+        reset_skip_stats(m)
     prompts = [p.replace("\\n", "\n") for p in prompt]
     outputs = greedy_generate(m, tok, prompts, max_new_tokens=max_new_tokens, stop_at_newline=False)
     for p, o in zip(prompts, outputs, strict=True):
         stdout.print(f"[bold]{p}[/bold]{o}")
+    stats = skip_stats(m)
+    if stats is not None:
+        stdout.print(
+            f"ffn-skip: τ={stats['threshold']:.6f}, skipped {stats['ffn_skipped']} FFN blocks of "
+            f"{stats['layers']} x {stats['tokens']} (skip ratio {stats['skip_ratio']:.4f})"
+        )

@@ -25,12 +25,16 @@ from slimkit.compress.prune import (
     WandaConfig,
 )
 from slimkit.compress.report import CompressionReport, MatrixReport
+from slimkit.compress.skip import EarlyExitConfig, FFNSkipConfig, LayerDropConfig
 
 __all__ = [
     "ALLOCATIONS",
     "COMPRESSORS",
     "CalibratedMethod",
     "CompressionReport",
+    "EarlyExitConfig",
+    "FFNSkipConfig",
+    "LayerDropConfig",
     "MagnitudeConfig",
     "MatrixReport",
     "OWLConfig",

@@ -28,6 +28,10 @@ Low-rank models (WeLore, uniform SVD) store each factored matrix as its two fact
 ``slimkit.json`` gets ``"restore": ["lowrank"]`` and ``"lowrank": {"modules": {name: {in_features,
 out_features, rank, bias}}}`` (see :mod:`slimkit.nn.lowrank`), so :func:`slimkit.models.load_model`
 rebuilds the ``LowRankLinear`` modules. Such models are saved with ``storage="dense"`` only.
+
+FFN-skip models (:mod:`slimkit.nn.ffn_skip`) keep their dense weights under the wrapped names
+(``<mlp>.inner.*``); ``slimkit.json`` gets ``"ffn-skip"`` in ``restore`` and the gate's settings
+(calibrated τ, warm-up, extent, wrapped sites) under ``"ffn-skip"``.
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ from slimkit.core.errors import ConfigError, ModelLoadError
 from slimkit.core.io import load_tensors
 from slimkit.models.loading import save_model
 from slimkit.models.metadata import register_storage_reader
+from slimkit.nn.ffn_skip import RESTORER as FFN_SKIP_RESTORER
+from slimkit.nn.ffn_skip import ffn_skip_metadata
 from slimkit.nn.lowrank import RESTORER as LOWRANK_RESTORER
 from slimkit.nn.lowrank import lowrank_metadata
 
@@ -155,6 +161,10 @@ def save_compressed(
             )
         metadata["restore"] = [LOWRANK_RESTORER]
         metadata[LOWRANK_RESTORER] = lowrank
+    skip = ffn_skip_metadata(model)
+    if skip:  # FFN-skip wrappers (their weights are the dense ones, under ``<mlp>.inner.``)
+        metadata["restore"] = [*metadata.get("restore", []), FFN_SKIP_RESTORER]
+        metadata[FFN_SKIP_RESTORER] = skip
     state_dict = None
     if storage == BITMASK:
         metadata["storage"] = BITMASK

@@ -210,6 +210,11 @@ def get_adapter(model: nn.Module) -> ArchitectureAdapter:
     return adapter
 
 
+def forget_adapter(model: nn.Module) -> None:
+    """Drop the cached adapter of ``model`` (after its module tree changed: wrappers put in or taken out)."""
+    _DISCOVERED.pop(model, None)
+
+
 # -- weight access that hides GPT-2's transposed Conv1D ----------------------------------------------------
 def linear_weight(module: nn.Module) -> torch.Tensor:
     """The weight as [out_features, in_features] (a view for ``Conv1D``; no copy)."""

@@ -65,7 +65,12 @@ StorageReader: TypeAlias = Callable[[Path], dict[str, torch.Tensor]]
 
 # Modules that register restorers / storage readers when imported. Looked up by name only when a
 # slimkit.json asks for something unregistered, so `models` never depends on them at import time.
-RESTORER_PROVIDERS: tuple[str, ...] = ("slimkit.nn", "slimkit.nn.lowrank", "slimkit.compress.export")
+RESTORER_PROVIDERS: tuple[str, ...] = (
+    "slimkit.nn",
+    "slimkit.nn.lowrank",
+    "slimkit.nn.ffn_skip",
+    "slimkit.compress.export",
+)
 
 _RESTORERS: dict[str, Restorer] = {}
 _STORAGE_READERS: dict[str, StorageReader] = {}

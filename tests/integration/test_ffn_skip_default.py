@@ -1,0 +1,68 @@
+"""FFN-SkipLLM on the default factworld model through the CLI: compress records τ, eval skips with it
+and records the statistics; and on SmolLM2-135M (slow): calibration reaches 25% and greedy decoding
+with τ = +∞ matches the dense model token for token."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+import typer
+
+from slimkit.cli.errors import run_cli
+from slimkit.cli.main import app
+from slimkit.compress import FFNSkipConfig, calibration_for, compress_
+from slimkit.compress.skip.gate import NEVER
+from slimkit.nn.ffn_skip import remove_skip_, skip_stats
+
+COMMAND = typer.main.get_command(app)
+
+
+def _cli(args, capsys):
+    code = run_cli(COMMAND, [str(a) for a in args])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return captured.out
+
+
+def test_compress_records_tau_and_eval_honours_it(default_dir, tmp_path, capsys):
+    out = tmp_path / "skip25"
+    _cli(
+        ["compress", "default", "--method", "ffn-skip", "--target-ratio", "0.25", "--cold-end", "0",
+         "--nsamples", "16", "--seqlen", "64", "--out", out],
+        capsys,
+    )  # fmt: skip
+    meta = json.loads((out / "slimkit.json").read_text())
+    tau = meta["ffn-skip"]["threshold"]
+    assert -1 <= tau <= 1 and meta["report"]["threshold"] == tau
+    assert abs(meta["report"]["achieved"] - 0.25) <= 0.02
+    results = tmp_path / "r.json"
+    _cli(["eval", out, "--suite", "retrieval", "--limit", "20", "--out", results], capsys)
+    data = json.loads(results.read_text())
+    assert data["provenance"]["config"]["ffn_skip"]["threshold"] == tau
+    assert data["metrics"]["ffn_skip"]["n"] > 0
+    assert 0 < data["metrics"]["ffn_skip"]["skip_ratio"] < 0.5
+
+
+@pytest.mark.slow
+@pytest.mark.real_model
+def test_smollm2_never_skip_is_dense_and_calibrates():
+    from slimkit.models import load_model
+
+    dense, tok = load_model("smollm2-135m")
+    config = FFNSkipConfig(target_ratio=0.25, cold_start=3, cold_end=3, prompts=8, new_tokens=16)
+    calib = calibration_for(config, tok, "python-docs:calib", nsamples=8, seqlen=32)
+    ids = calib[:2, :16]
+    kwargs = {"max_new_tokens": 12, "do_sample": False, "pad_token_id": 0}
+    with torch.no_grad():
+        expected = dense.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
+    model = copy.deepcopy(dense)
+    compress_(model, FFNSkipConfig(threshold=NEVER, cold_start=3, cold_end=3), progress=False)
+    with torch.no_grad():
+        assert torch.equal(model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs), expected)
+    remove_skip_(model)
+    report = compress_(model, config, calib, progress=False)
+    assert abs(report.achieved - 0.25) <= 0.02
+    assert skip_stats(model)["layers"] == 30
