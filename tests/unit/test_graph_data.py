@@ -281,3 +281,31 @@ def test_disjoint_views_never_share_nodes(small):
     assert sum(v.train_nodes for v in views) == int(small.train_mask.sum())
     with pytest.raises(ConfigError, match="num_parts >= ingredients"):
         make_views(ViewConfig(kind="metis", num_parts=2, disjoint=True), small, 3)
+
+
+@pytest.mark.parametrize("parts", [12, 16, 20])
+def test_disjoint_metis_on_karate_gives_every_ingredient_training_nodes(parts):
+    # pymetis leaves 3 / 7 / 14 of these parts empty; "part j -> ingredient j mod K" then gave some
+    # ingredients no training node (zero steps, souped as if trained)
+    karate = load_dataset("karate")
+    part = metis_partition(karate.edge_index, karate.num_nodes, parts, seed=0)
+    assert (torch.bincount(part, minlength=parts) == 0).any()  # the case this test is about
+    views = make_views(ViewConfig(kind="metis", num_parts=parts, disjoint=True), karate, 4, seed=0)
+    counts = [v.train_nodes for v in views]
+    assert sum(counts) == int(karate.train_mask.sum())
+    assert min(counts) > 0 and max(counts) - min(counts) <= 2  # balanced by training nodes
+    for v in views:
+        steps = list(v.epoch(torch.Generator().manual_seed(0)))
+        assert steps and all(b.loss_nodes.numel() for b in steps)
+
+
+def test_a_view_with_no_training_node_is_refused():
+    karate = load_dataset("karate")  # 16 training nodes: 20 disjoint shares cannot all have one
+    with pytest.raises(DataError, match="reaches 0 training nodes"):
+        make_views(ViewConfig(kind="metis", num_parts=20, disjoint=True), karate, 20, seed=0)
+
+
+@pytest.mark.parametrize("kind", ["full", "neighbor", "saint-rw"])
+def test_disjoint_is_refused_for_views_that_ignore_it(kind):
+    with pytest.raises(ConfigError, match="disjoint applies to the metis and random views only"):
+        ViewConfig(kind=kind, disjoint=True)
