@@ -27,6 +27,12 @@ import torch
 from rich.table import Table
 
 
+def calibration_record(calib: torch.Tensor) -> dict[str, Any]:
+    """What a report records of calibration ids ``[nsamples, seqlen]`` (``compress_`` adds source and
+    coverage when it was given a :class:`~slimkit.data.calibration.CalibrationSet`)."""
+    return {"nsamples": int(calib.shape[0]), "seqlen": int(calib.shape[1])}
+
+
 @dataclass
 class MatrixReport:
     """One compressed weight matrix.

@@ -21,7 +21,7 @@ from slimkit.compress.api import COMPRESSORS, method_name
 from slimkit.compress.calibrate import block_index_of, check_calibration, run_sequential_
 from slimkit.compress.prune.owl import OWLConfig, owl_block_sparsities, owl_outlier_ratios
 from slimkit.compress.prune.patterns import Pattern, check_nm_width, parse_pattern
-from slimkit.compress.report import CompressionReport, MatrixReport
+from slimkit.compress.report import CompressionReport, MatrixReport, calibration_record
 from slimkit.core.config import Config, check_range
 from slimkit.core.errors import ConfigError, TargetError
 from slimkit.core.registry import Registry
@@ -290,7 +290,5 @@ def build_report(
         overall_sparsity=sum(block_zeros) / total if total else 0.0,
         block_sparsity=[z / s if s else None for z, s in zip(block_zeros, sizes, strict=True)],
         block_target_sparsity=allocation,
-        calibration=None
-        if calib is None
-        else {"nsamples": int(calib.shape[0]), "seqlen": int(calib.shape[1])},
+        calibration=None if calib is None else calibration_record(calib),
     )

@@ -12,6 +12,8 @@ import torch
 from torch import nn
 
 from slimkit.compress.api import COMPRESSORS
+from slimkit.compress.calibrate import check_calibration
+from slimkit.compress.report import calibration_record
 from slimkit.compress.skip.calibration import (
     calibrate,
     calibration_prompts,
@@ -23,7 +25,6 @@ from slimkit.compress.skip.config import EarlyExitConfig, LayerDropConfig
 from slimkit.compress.skip.gate import NEVER, block_influence
 from slimkit.compress.skip.handler import SkipReport
 from slimkit.compress.skip.sites import BlockFlops, block_flops
-from slimkit.core.errors import DataError
 from slimkit.models.adapters import get_adapter
 from slimkit.nn.layer_skip import attach_early_exit_, bypass_blocks_
 
@@ -100,8 +101,7 @@ def layer_drop_compress_(
     chunk_size: int = 8,
 ) -> SkipReport:
     """ShortGPT layer removal (the ``compress_`` handler of :class:`LayerDropConfig`)."""
-    if calib is None:
-        raise DataError("layer-drop ranks blocks by influence on calibration text; pass calib=")
+    calib = check_calibration(calib, "layer-drop")  # blocks are ranked by influence on calibration text
     adapter = get_adapter(model)
     influence = block_influences(model, calib, chunk_size)
     flops = block_flops(model)
@@ -116,7 +116,7 @@ def layer_drop_compress_(
         achieved=saved,
         compute_fraction_saved=saved,
         stats={"block_influence": influence, "removed_layers": layers, "layers": len(flops)},
-        calibration={"nsamples": int(calib.shape[0]), "seqlen": int(calib.shape[1])},
+        calibration=calibration_record(calib),
     )
 
 
@@ -156,7 +156,7 @@ def early_exit_compress_(
     if config.threshold is not None and calib is None:
         return report
     prompts = calibration_prompts(calib, config, "early-exit")
-    report.calibration = {"nsamples": int(prompts.shape[0]), "seqlen": int(prompts.shape[1])}
+    report.calibration = calibration_record(prompts)
 
     def run() -> dict[str, Any]:
         state.reset_stats()

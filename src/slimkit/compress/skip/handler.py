@@ -18,7 +18,7 @@ from rich.table import Table
 from torch import nn
 
 from slimkit.compress.api import COMPRESSORS
-from slimkit.compress.report import CompressionReport
+from slimkit.compress.report import CompressionReport, calibration_record
 from slimkit.compress.skip.calibration import (
     calibrate,
     calibration_prompts,
@@ -139,7 +139,7 @@ def ffn_skip_compress_(
     if config.threshold is not None and calib is None:
         return report
     prompts = calibration_prompts(calib, config, "ffn-skip")
-    report.calibration = {"nsamples": int(prompts.shape[0]), "seqlen": int(prompts.shape[1])}
+    report.calibration = calibration_record(prompts)
     if config.target_ratio is not None:
         state.recorded = []
         measure_skip_ratio(model, prompts, config, chunk_size)  # dense: τ never reached
