@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import itertools
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,6 +90,31 @@ def test_karate_and_world_graphs():
     ):
         if by_country.relation_names[rel] == "in_country" and by_country.node_kinds[a] == "city":
             assert by_country.label_texts[int(by_country.y[a])] == names[b]
+
+
+def test_world_graph_keeps_every_relation_of_a_pair():
+    from slimkit.data.factworld import WorldConfig, generate_world
+
+    world = generate_world(WorldConfig())
+    data = load_dataset("world")
+    index = {name: i for i, name in enumerate(data.raw_texts)}
+    expected: dict[tuple[int, int], set[str]] = {}
+    for f in world.facts:
+        if f.object in index:
+            for pair in ((index[f.subject], index[f.object]), (index[f.object], index[f.subject])):
+                expected.setdefault(pair, set()).add(f.relation)
+    got = {
+        (a, b): {data.relation_names[r] for r in row.nonzero().flatten().tolist()}
+        for (a, b), row in zip(data.edge_index.t().tolist(), data.edge_relations, strict=True)
+    }
+    assert got == expected
+    # the world does link some pairs by two facts (a person living and working in one city, ...)
+    assert sum(len(v) > 1 for v in expected.values()) > 0
+    first = [
+        min(data.relation_names.index(r) for r in got[pair])
+        for pair in map(tuple, data.edge_index.t().tolist())
+    ]
+    assert data.edge_relation.tolist() == first
 
 
 def test_spec_parsing_and_bad_specs():
@@ -176,6 +202,80 @@ def test_ogb_directory_is_read_with_split_and_missing_files_are_named(tmp_path):
     assert data.x.shape == (12, 3) and data.y.tolist() == [i % 2 for i in range(n)]
     assert data.edge_index.size(1) == 2 * n  # made undirected
     assert data.train_mask[:6].all() and data.val_mask[6:9].all() and data.test_mask[9:].all()
+
+
+def _tiny_ogb(root, n: int = 6) -> None:
+    _write_gz(root / "raw" / "edge.csv.gz", [f"{i},{(i + 1) % n}" for i in range(n)])
+    _write_gz(root / "raw" / "node-feat.csv.gz", [f"{i}.0,{i}.5" for i in range(n)])
+    _write_gz(root / "raw" / "node-label.csv.gz", [str(i % 2) for i in range(n)])
+    for name, idx in (("train", "0"), ("valid", "1"), ("test", "2")):
+        _write_gz(root / "split" / "time" / f"{name}.csv.gz", [idx])
+
+
+@pytest.mark.parametrize("folder", ["ogbn-arxiv", "ogbn_arxiv", "arxiv"])
+def test_ogb_directory_spellings_name_the_real_archive(tmp_path, folder):
+    # OGB's own package writes ogbn_arxiv/, its zip is arxiv.zip and unpacks to arxiv/
+    with pytest.raises(DataError, match=r"nodeproppred/arxiv\.zip.*supported: ogbn-arxiv, ogbn-products"):
+        load_dataset(f"ogb:{tmp_path / folder}")
+    _tiny_ogb(tmp_path / folder)
+    assert load_dataset(f"ogb:{tmp_path / folder}").num_nodes == 6
+
+
+@pytest.mark.parametrize(
+    "folder, needle",
+    [("ogbn-mag", "heterogeneous"), ("ogbn_proteins", "112 binary labels"), ("ogbn-papers100M", "npz")],
+)
+def test_ogb_datasets_of_other_formats_are_refused_by_name(tmp_path, folder, needle):
+    _tiny_ogb(tmp_path / folder)  # even laid out as CSV, they are not what the reader expects
+    with pytest.raises(DataError, match=rf"{needle}.*supports the homogeneous CSV datasets ogbn-arxiv"):
+        load_dataset(f"ogb:{tmp_path / folder}")
+
+
+def test_ogb_download_keeps_mapping(tmp_path, monkeypatch):
+    import zipfile
+
+    import torch_geometric.data as pyg_data
+
+    staged = tmp_path / "staged" / "arxiv"
+    _tiny_ogb(staged)
+    _write_gz(staged / "mapping" / "nodeidx2paperid.csv.gz", ["node idx,paper id", "0,9"])
+    archive = tmp_path / "arxiv.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for f in staged.rglob("*"):
+            if f.is_file():
+                z.write(f, f.relative_to(staged.parent))
+    urls = []
+
+    def fake_download(url, folder, *a, **k):
+        urls.append(url)
+        target = Path(folder) / "arxiv.zip"
+        target.write_bytes(archive.read_bytes())
+        return str(target)
+
+    monkeypatch.setattr(pyg_data, "download_url", fake_download)
+    root = tmp_path / "data" / "ogbn_arxiv"
+    data = load_dataset(f"ogb:{root}", download=True)
+    assert urls == ["http://snap.stanford.edu/ogb/data/nodeproppred/arxiv.zip"]
+    assert data.num_nodes == 6
+    assert (root / "mapping" / "nodeidx2paperid.csv.gz").is_file()
+
+
+def test_ogb_csv_without_pandas_reads_the_same_and_errors_are_data_errors(tmp_path, monkeypatch):
+    import sys
+
+    _tiny_ogb(tmp_path / "ogbn-arxiv")
+    with_pandas = load_dataset(f"ogb:{tmp_path / 'ogbn-arxiv'}")
+    monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas now raises ImportError
+    without = load_dataset(f"ogb:{tmp_path / 'ogbn-arxiv'}")
+    assert torch.equal(with_pandas.x, without.x) and torch.equal(with_pandas.edge_index, without.edge_index)
+    for bad in (["1.0,2.0", "3.0"], ["x,y"] * 6):
+        _write_gz(tmp_path / "ogbn-arxiv" / "raw" / "node-feat.csv.gz", bad)
+        with pytest.raises(DataError, match="not a readable gzip CSV"):
+            load_dataset(f"ogb:{tmp_path / 'ogbn-arxiv'}")
+    _tiny_ogb(tmp_path / "ogbn-arxiv")
+    (tmp_path / "ogbn-arxiv" / "raw" / "edge.csv.gz").write_bytes(gzip.compress(b"0,1\n1,2\n")[:-6])
+    with pytest.raises(DataError, match="edge.csv.gz is not a readable gzip CSV"):
+        load_dataset(f"ogb:{tmp_path / 'ogbn-arxiv'}")
 
 
 # -- models ---------------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from slimkit.graph.ladling import (  # noqa: E402
     train_ingredient,
     uniform_soup,
 )
+from slimkit.graph.train import accuracy  # noqa: E402
 
 COMMAND = typer.main.get_command(app)
 TINY = "csbm:nodes=240,feature_dim=8,seed=2"
@@ -117,6 +118,19 @@ def test_greedy_interpolation_never_lowers_validation_accuracy():
         assert sum(soup.weights) == pytest.approx(1.0)
 
 
+def test_non_float_entries_come_from_the_first_state_in_every_recipe():
+    # BatchNorm's num_batches_tracked: never averaged, taken from the state the recipe starts from
+    ingredients = [
+        {"w": torch.full((2,), v), "n": torch.tensor(c)} for v, c in ((0.0, 7), (1.0, 3), (2.0, 5))
+    ]
+    assert int(average(ingredients)["n"]) == 7
+    assert int(average(ingredients, [0, 1, 1])["n"]) == 3
+    score = lambda s: float(-(s["w"].mean() - 0.6).abs())  # noqa: E731 - ingredient 1 is best alone
+    for name in ("greedy", "greedy-interp"):
+        soup = make_soup(name, ingredients, score, grid=11)
+        assert soup.order[0] == 1 and int(soup.state["n"]) == 3, name
+
+
 def test_soup_over_different_architectures_is_refused():
     wide = build_model(GNNConfig(hidden=8), 4, 3).state_dict()
     narrow = build_model(GNNConfig(hidden=4), 4, 3).state_dict()
@@ -158,6 +172,30 @@ def test_run_reports_every_soup_and_greedy_soups_beat_the_best_ingredient_on_val
     assert tiny_run.soups["greedy-interp"].val_acc >= best
     assert all(0.0 <= t <= 1.0 for t in [*tiny_run.ingredient_test, *tiny_run.soup_test.values()])
     assert tiny_run.world_size == 1 and tiny_run.n_test == 240 - 24 - 48
+
+
+def test_greedy_soups_of_the_run_really_mix_ingredients(tiny, tiny_run):
+    # `>= best` holds trivially for a soup that returns the best ingredient alone; on this run both
+    # greedy recipes find a strictly better mixture, and the soup's state is that mixture
+    best = max(ing.val_acc for ing in tiny_run.ingredients)
+    for name in ("greedy", "greedy-interp"):
+        soup = tiny_run.soups[name]
+        assert sum(w > 0 for w in soup.weights) >= 2, (name, soup.weights)
+        assert soup.val_acc > best, name
+        mixed = average([ing.state for ing in tiny_run.ingredients], soup.weights)
+        key = "convs.0.lin_l.weight"
+        assert torch.allclose(soup.state[key], mixed[key], atol=1e-6), name
+        assert all(not torch.equal(soup.state[key], ing.state[key]) for ing in tiny_run.ingredients), name
+        model = build_model(tiny_cfg().model, tiny.num_features, int(tiny.y.max()) + 1)
+        model.load_state_dict(soup.state)
+        assert accuracy(model, tiny, tiny.val_mask) == pytest.approx(soup.val_acc), name
+
+
+def test_neighbor_fanouts_must_match_the_model_depth():
+    with pytest.raises(ConfigError, match="2 fanouts \\[25, 10\\] for a 3-layer model"):
+        tiny_cfg(view=ViewConfig(kind="neighbor"), model=GNNConfig(layers=3))
+    tiny_cfg(view=ViewConfig(kind="neighbor", fanouts=(5, 5, 5)), model=GNNConfig(layers=3))
+    tiny_cfg(view=ViewConfig(kind="metis"), model=GNNConfig(layers=3))  # fanouts unused there
 
 
 @pytest.mark.parametrize("view", ["neighbor", "saint-rw"])

@@ -45,6 +45,15 @@ PLANETOID_RAW = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
 OGB_RAW = ("edge.csv.gz", "node-feat.csv.gz", "node-label.csv.gz")
 OGB_SPLIT = ("train.csv.gz", "valid.csv.gz", "test.csv.gz")
 OGB_URL = "http://snap.stanford.edu/ogb/data/nodeproppred/{short}.zip"
+#: the OGB node-property datasets this CSV reader handles: homogeneous graphs with one integer label per
+#: node in raw/*.csv.gz. ``ogbn-proteins`` (112 binary tasks, edge features), ``ogbn-mag`` (heterogeneous)
+#: and ``ogbn-papers100M`` (raw/*.npz) are other formats.
+OGB_SUPPORTED = ("arxiv", "products")
+OGB_OTHER_FORMATS = {
+    "proteins": "has 112 binary labels per node and edge features",
+    "mag": "is a heterogeneous graph",
+    "papers100m": "ships raw/data.npz, not CSV files",
+}
 PLANETOID_URL = "https://github.com/kimiyoung/planetoid/raw/master/data"
 
 # Caps of the offline generators, checked before anything is allocated: a typo such as
@@ -389,8 +398,10 @@ def world_graph(cfg: WorldGraphConfig) -> Data:
 
     Besides the standard fields the result carries, for text-aware models (LLaGA):
     ``raw_texts`` (list[str], the node names), ``node_kinds`` (list[str]), ``label_texts``
-    (list[str], one per class), ``edge_relation [E]`` (index into ``relation_names``) and
-    ``relation_names`` (list[str]).
+    (list[str], one per class), ``edge_relations [E, R]`` (bool, multi-hot: every relation that links
+    the pair, in either direction — a person can live and work in the same city), ``edge_relation [E]``
+    (the lowest-numbered of them, for code that wants one label per edge) and ``relation_names``
+    (list[str], R of them).
     """
     from slimkit.data.factworld import WorldConfig, generate_world
 
@@ -412,9 +423,12 @@ def world_graph(cfg: WorldGraphConfig) -> Data:
     triples = torch.tensor(edges, dtype=torch.long)
     # both directions, each carrying the relation of its fact
     edge_index = torch.cat([triples[:, :2].t(), triples[:, [1, 0]].t()], dim=1)
-    edge_relation = torch.cat([triples[:, 2], triples[:, 2]])
+    one_hot = torch.nn.functional.one_hot(triples[:, 2], len(relations))
     n = len(names)
-    edge_index, edge_relation = coalesce(edge_index, edge_relation, num_nodes=n, reduce="min")
+    # a pair linked by several facts becomes one edge carrying all their relations
+    edge_index, multi_hot = coalesce(edge_index, torch.cat([one_hot, one_hot]), num_nodes=n, reduce="max")
+    edge_relations = multi_hot.bool()
+    edge_relation = edge_relations.int().argmax(dim=1)  # argmax returns the first maximal index
 
     if cfg.label == "type":
         label_texts = list(WORLD_ENTITY_KINDS)
@@ -444,6 +458,7 @@ def world_graph(cfg: WorldGraphConfig) -> Data:
         raw_texts=names,
         node_kinds=kinds,
         label_texts=label_texts,
+        edge_relations=edge_relations,
         edge_relation=edge_relation,
         relation_names=relations,
     )
@@ -515,19 +530,39 @@ def _download_planetoid(raw: Path, names: list[str]) -> None:
         raise DataError(f"cannot write downloaded Planetoid files into {raw}: {e.strerror or e}") from None
 
 
+def ogb_short_name(directory: str) -> str:
+    """The dataset a directory name means: ``ogbn-arxiv`` (our spelling), ``ogbn_arxiv`` (what the ``ogb``
+    package writes) and ``arxiv`` (the folder inside OGB's ``arxiv.zip``) all give ``arxiv``."""
+    name = directory.lower()
+    for prefix in ("ogbn-", "ogbn_"):
+        name = name.removeprefix(prefix)
+    return name.replace("_", "-")
+
+
+def _check_ogb_supported(root: Path) -> str:
+    short = ogb_short_name(root.name)
+    if short in OGB_OTHER_FORMATS:
+        raise DataError(
+            f"ogbn-{short} {OGB_OTHER_FORMATS[short]}; this reader supports the homogeneous CSV datasets "
+            f"{', '.join('ogbn-' + s for s in OGB_SUPPORTED)}"
+        )
+    return short
+
+
 def ogb_graph(cfg: OGBConfig, download: bool) -> Data:
     """Read an OGB node-property directory with gzip + numpy (see :class:`OGBConfig`)."""
     root = Path(cfg.path)
+    short = _check_ogb_supported(root)
     if not _ogb_missing(root):
         return _read_ogb(root)
     if download:
         _download_ogb(root)
     missing = _ogb_missing(root)
     if missing:
-        short = root.name.removeprefix("ogbn-").replace("_", "-")
         raise DataError(
             f"OGB directory {root} lacks {', '.join(missing)}; unzip {OGB_URL.format(short=short)} so that "
-            f"{root}/raw/ and {root}/split/<type>/ exist, or pass --download"
+            f"{root}/raw/ and {root}/split/<type>/ exist, or pass --download "
+            f"(supported: {', '.join('ogbn-' + s for s in OGB_SUPPORTED)})"
         )
     return _read_ogb(root)
 
@@ -613,7 +648,7 @@ def _download_ogb(root: Path) -> None:
 
     from torch_geometric.data import download_url, extract_zip
 
-    short = root.name.removeprefix("ogbn-").replace("_", "-")
+    short = ogb_short_name(root.name)
     root.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root.parent) as tmp:
         try:
@@ -625,7 +660,8 @@ def _download_ogb(root: Path) -> None:
         if unpacked is None:
             raise DataError(f"{archive} did not contain an OGB directory with raw/")
         root.mkdir(exist_ok=True)
-        for sub in ("raw", "split"):
+        # mapping/ holds the node-to-paper (arxiv) and node-to-product ids LLaGA's node texts need
+        for sub in ("raw", "split", "mapping"):
             if (unpacked / sub).is_dir() and not (root / sub).exists():
                 shutil.move(str(unpacked / sub), str(root / sub))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from slimkit.core.config import Config, check_choice, check_range
+from slimkit.core.errors import ConfigError
 from slimkit.graph.models import GNNConfig
 from slimkit.graph.train import GraphTrainConfig
 from slimkit.graph.views import ViewConfig
@@ -56,3 +57,10 @@ class LadlingConfig(Config):
         check_choice("soup", self.soup, SOUP_NAMES)
         check_range("interp_grid", self.interp_grid, 2, MAX_INTERP_GRID)
         check_range("seed", self.seed, 0, MAX_SEED)
+        if self.view.kind == "neighbor" and len(self.view.fanouts) != self.model.layers:
+            # one sampled hop per message-passing layer: fewer hops leave the outer layers aggregating
+            # truncated neighbourhoods, more hops sample nodes no layer reaches
+            raise ConfigError(
+                f"neighbor sampling has {len(self.view.fanouts)} fanouts {list(self.view.fanouts)} for a "
+                f"{self.model.layers}-layer model; give one fanout per layer"
+            )

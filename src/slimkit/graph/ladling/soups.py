@@ -14,7 +14,9 @@ keys and shapes) and a validation score ``val(θ)``:
   α (the current soup).
 
 Only validation scores choose; the caller measures test accuracy once, afterwards. Non-floating
-entries (BatchNorm's ``num_batches_tracked``) are taken from the first state. Averages are built with
+entries (BatchNorm's ``num_batches_tracked``) are never averaged: every recipe takes them from the
+first state it starts from (the first listed for ``average``, the best ingredient for the greedy
+soups). Averages are built with
 ``torch.lerp`` so a soup of identical states is bit-identical to each of them.
 """
 
@@ -94,7 +96,10 @@ def average(states: Sequence[State], weights: Sequence[float] | None = None) -> 
         # running mean: out ← out + (w/seen)·(θ − out), exact when all θ are equal
         out = {k: v.clone() for k, v in state.items()} if out is None else interpolate(state, out, w / seen)
     assert out is not None
-    return out
+    first = next(s for s, w in zip(states, weights, strict=True) if w > 0)
+    # interpolate keeps its first argument's non-floating entries (here: the latest state); restore the
+    # first state's, as the module docstring promises
+    return {k: v if v.is_floating_point() else first[k].clone() for k, v in out.items()}
 
 
 def _ranked(
