@@ -38,6 +38,7 @@ from slimkit.debias.baselines import (
 from slimkit.debias.datasets import biased_attribute
 from slimkit.debias.metrics import (
     bias_conflicting_accuracy,
+    cell_accuracies,
     classification_metrics,
     group_accuracies,
     in_distribution_accuracy,
@@ -99,9 +100,14 @@ def test_colored_digits_second_bias_patch():
     assert train.bias_names == ("color", "patch") and train.num_groups == 3 * 4
     patch_conflicts = train.attribute_conflicts[:, 1]
     assert patch_conflicts.sum().item() == round(0.2 * len(train))
-    # the test set has every patch-alignment group for every colour
-    assert splits.test.attribute_conflicts[:, 1].float().mean().item() == pytest.approx(0.5)
-    assert len(torch.unique(splits.test.group_ids)) == 12
+    # the test set renders every digit in every (colour, patch) pair: each cell holds the same count,
+    # so the unbiased accuracy averages balanced cells
+    test = splits.test
+    assert len(test) == 3 * 10 * 3 * 3
+    cells = torch.cat([test.labels.unsqueeze(1), test.bias], dim=1)
+    _, counts = torch.unique(cells, dim=0, return_counts=True)
+    assert len(counts) == 27 and torch.all(counts == 10)
+    assert len(torch.unique(test.group_ids)) == 12
 
 
 def test_biased_attribute_alignment_one_has_no_conflicts():
@@ -190,6 +196,30 @@ def test_metadata_csv_string_labels_and_named_splits(tmp_path):
     assert splits.train.labels.tolist() == [0, 1, 0, 1, 0, 1]
 
 
+def test_metadata_csv_reads_celeba_minus_one_one_coding(tmp_path):
+    # CelebA's list_attr_celeba codes attributes as -1/1; they read as 0/1, matching a 0/1 copy exactly
+    rows = [
+        {**r, "Blond_Hair": str(2 * int(r["y"]) - 1), "Male": str(2 * int(r["place"]) - 1)}
+        for r in _waterbirds_rows()
+    ]
+    path = _write_folder(tmp_path / "celeba", rows)
+    pm = read_metadata_csv(path, path_column="img", label_column="Blond_Hair", bias_columns=("Male",))
+    zo = read_metadata_csv(path, path_column="img", label_column="y", bias_columns=("place",))
+    assert pm.train.num_classes == 2
+    assert torch.equal(pm.train.labels, zo.train.labels) and torch.equal(pm.test.bias, zo.test.bias)
+
+
+def test_metadata_csv_class_ids_with_gaps_are_refused(tmp_path):
+    rows = [{**r, "y": str(2 * int(r["y"]))} for r in _waterbirds_rows()]  # classes 0 and 2, no 1
+    with pytest.raises(DataError, match=r"class ids \[0, 2\] with \[1\] absent"):
+        read_metadata_csv(
+            _write_folder(tmp_path / "gap", rows),
+            path_column="img",
+            label_column="y",
+            bias_columns=("place",),
+        )
+
+
 def test_metadata_csv_missing_column_is_named(tmp_path):
     path = _write_folder(tmp_path / "m", _waterbirds_rows(), header=["img", "y", "split"])
     with pytest.raises(DataError, match=r"missing column\(s\) \['place'\]"):
@@ -239,8 +269,23 @@ def test_metrics_match_a_hand_computed_confusion_table():
     # cells (y, bias): (0,0) 3/4, (0,1) 1/2, (1,1) 4/4, (1,0) 0/2 -> mean 0.5625
     assert unbiased_accuracy(pred, labels, bias) == pytest.approx((0.75 + 0.5 + 1 + 0) / 4)
     m = classification_metrics(pred, labels, bias, groups, conflicting, 4, train_p)
-    assert m["average_accuracy"] == pytest.approx(8 / 12) and m["worst_group"] == 3 and m["n"] == 12
+    assert m["accuracy"] == pytest.approx(8 / 12) and m["worst_group"] == 3 and m["n"] == 12
+    assert m["worst_cell_accuracy"] == 0.0
     assert m["bias_aligned_accuracy"] == pytest.approx(7 / 8)
+
+
+def test_worst_cell_is_not_the_pooled_worst_group():
+    # 3 classes, one 3-valued bias. Class 0 conflicting pools cells (0, 1) 2/2 and (0, 2) 0/2: the pooled
+    # group reads 0.5, the cell 0.0
+    labels = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1, 2, 2])
+    bias = torch.tensor([0, 0, 1, 1, 2, 2, 1, 1, 2, 2]).unsqueeze(1)
+    pred = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1, 2, 2])
+    conflicting = bias[:, 0] != labels
+    groups = labels * 2 + conflicting.long()
+    m = classification_metrics(pred, labels, bias, groups, conflicting, 6, torch.full((6,), 1 / 6))
+    assert m["worst_group_accuracy"] == pytest.approx(0.5)
+    assert m["worst_cell_accuracy"] == 0.0
+    torch.testing.assert_close(cell_accuracies(pred, labels, bias), torch.tensor([1.0, 1.0, 0.0, 1.0, 1.0]))
 
 
 def test_empty_groups_are_skipped_not_zero():

@@ -191,9 +191,10 @@ def _run(
     metrics = summary["metrics"]
     for key in (
         "worst_group_accuracy",
+        "worst_cell_accuracy",
         "bias_conflicting_accuracy",
         "unbiased_accuracy",
-        "average_accuracy",
+        "accuracy",
         "id_accuracy",
     ):
         if key in metrics["test"]:

@@ -377,15 +377,20 @@ def biased_attribute(labels: Tensor, alignment: float, num_values: int, gen: tor
 def _balanced_bias(
     strokes: Tensor, labels: Tensor, num_classes: int, with_patch: bool, gen: torch.Generator
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Every digit in every colour; with a patch, each once with an aligned and once with a conflicting patch."""
+    """Every digit in every colour (and, with a patch, in every (colour, patch colour) pair).
+
+    Every (class, colour[, patch]) cell then holds the same number of images, so the unbiased accuracy
+    (the mean over cells) and the worst cell compare equally sized cells. ``gen`` is unused: the
+    held-out sets are a full product, not a draw.
+    """
+    del gen
     m = len(labels)
-    colors = torch.arange(num_classes).repeat_interleave(m)
-    strokes, labels = strokes.repeat(num_classes, 1, 1), labels.repeat(num_classes)
+    values = num_classes**2 if with_patch else num_classes
+    combo = torch.arange(values).repeat_interleave(m)
+    strokes, labels = strokes.repeat(values, 1, 1), labels.repeat(values)
     if not with_patch:
-        return strokes, labels, colors.unsqueeze(1)
-    other = (labels + 1 + torch.randint(0, num_classes - 1, (len(labels),), generator=gen)) % num_classes
-    bias = torch.cat([torch.stack([colors, labels], 1), torch.stack([colors, other], 1)])
-    return strokes.repeat(2, 1, 1), labels.repeat(2), bias
+        return strokes, labels, combo.unsqueeze(1)
+    return strokes, labels, torch.stack([combo // num_classes, combo % num_classes], dim=1)
 
 
 def _render(strokes: Tensor, bias: Tensor, palette: Tensor, color_std: float, gen: torch.Generator) -> Tensor:
@@ -425,7 +430,9 @@ def read_metadata_csv(
 
     One row per image: its path (relative to ``image_root``, default the CSV's directory), class label,
     bias attributes and split (``train``/``val``/``test``, or Waterbirds' ``0``/``1``/``2``). Labels and
-    attributes may be integers or strings (strings are numbered in sorted order). Each class's aligned
+    attributes may be integers or strings (strings are numbered in sorted order); CelebA's ``-1``/``1``
+    attribute coding reads as ``0``/``1``. Integer class ids must be consecutive from 0 (a gap would be a
+    class with no samples). Each class's aligned
     attribute value is its most frequent value among the class's *training* rows. For Waterbirds'
     ``metadata.csv``: ``path_column="img_filename", label_column="y", bias_columns=("place",)``.
 
@@ -440,7 +447,7 @@ def read_metadata_csv(
     Raises:
         DataError: the CSV or an image is missing, not UTF-8, malformed or refused; a column is missing
             (named); a path leaves the image root; a split value is unknown; the train or test split
-            is empty; or there is only one class.
+            is empty; there is only one class; or integer class ids have gaps.
         ConfigError: ``image_size`` outside ``[1, MAX_IMAGE_SIZE]``.
     """
     check_range("image_size", image_size, 1, MAX_IMAGE_SIZE)
@@ -482,6 +489,13 @@ def read_metadata_csv(
         raise DataError(
             f"{csv_path}: column {label_column!r} has class id {distinct[-1]}; class ids must be below "
             f"{MAX_CLASSES} (use consecutive ids or string labels)"
+        )
+    if len(distinct) != num_classes:
+        absent = sorted(set(range(num_classes)) - set(distinct))
+        raise DataError(
+            f"{csv_path}: column {label_column!r} has class ids {_short_list(distinct)} with "
+            f"{_short_list(absent)} absent: those classes would have no samples; renumber the ids "
+            "consecutively from 0 or use string labels"
         )
     split_arr = np.array(splits)
     index = {s: torch.from_numpy(np.flatnonzero(split_arr == s)) for s in ("train", "val", "test")}
@@ -556,8 +570,13 @@ def _image_path(csv_path: Path, line: int, root: Path, base: Path, text: str) ->
     return path
 
 
+def _short_list(values: list[int], limit: int = 8) -> str:
+    shown = ", ".join(str(v) for v in values[:limit])
+    return f"[{shown}{', ...' if len(values) > limit else ''}]"
+
+
 def _encode(csv_path: Path, column: str, values: list[str]) -> Tensor:
-    """Integer column values as-is (must be >= 0); strings numbered in sorted order."""
+    """Integer column values as-is (must be >= 0; CelebA's -1/1 becomes 0/1); strings numbered in sorted order."""
     stripped = [v.strip() for v in values]
     if any(v == "" for v in stripped):
         raise DataError(f"{csv_path}: column {column!r} has empty values")
@@ -566,6 +585,8 @@ def _encode(csv_path: Path, column: str, values: list[str]) -> Tensor:
     except ValueError:
         vocab = {v: i for i, v in enumerate(sorted(set(stripped)))}
         ints = [vocab[v] for v in stripped]
+    if set(ints) == {-1, 1} or set(ints) == {-1}:  # CelebA's list_attr_celeba.txt codes absent as -1
+        ints = [(v + 1) // 2 for v in ints]
     if min(ints) < 0:
         raise DataError(f"{csv_path}: column {column!r} has negative values")
     if max(ints) >= 2**31:
