@@ -38,24 +38,28 @@ from _common import print_table, write_result  # noqa: E402
 PAPER = {"ogbn-arxiv": {"node-sampled soup (GraphSAGE)": 72.83, "data-partition soup": 72.35}}
 CSBM = "csbm"  # CSBMConfig defaults: 2000 nodes, 4 classes, degree 8, homophily 0.7, 10/20/70 split
 MEMORY_GRAPH = "csbm:nodes=40000,avg_degree=16,feature_dim=128"
-RECIPES = [  # (view, init)
-    ("metis", "shared"),
-    ("metis", "independent"),
-    ("random", "shared"),
-    ("neighbor", "shared"),
-    ("neighbor", "independent"),
-    ("saint-rw", "shared"),
-]
+RECIPES = {  # name -> (view, init, extra ViewConfig fields)
+    # the three readings of the paper's partition soup (docs/graph_ladling.md): every ingredient samples
+    # every cluster; each owns a disjoint share; each owns a random half of the clusters
+    "metis/shared (cluster-sampled)": ("metis", "shared", {}),
+    "metis-disjoint/shared (strictly partitioned)": ("metis", "shared", {"disjoint": True}),
+    "metis-half/shared (random half of the clusters)": ("metis", "shared", {"cluster_fraction": 0.5}),
+    "metis/independent": ("metis", "independent", {}),
+    "random/shared": ("random", "shared", {}),
+    "neighbor/shared": ("neighbor", "shared", {}),
+    "neighbor/independent": ("neighbor", "independent", {}),
+    "saint-rw/shared": ("saint-rw", "shared", {}),
+}
 ROWS = ["best ingredient", "uniform soup", "greedy soup", "greedy-interp soup"]
 
 
-def ladling_config(view: str, init: str, seed: int, args: argparse.Namespace):
+def ladling_config(view: str, init: str, seed: int, args: argparse.Namespace, extra: dict | None = None):
     from slimkit.graph import GNNConfig, GraphTrainConfig, ViewConfig
     from slimkit.graph.ladling import LadlingConfig
 
     return LadlingConfig(
         model=GNNConfig(arch="sage", layers=2, hidden=args.hidden),
-        view=ViewConfig(kind=view),
+        view=ViewConfig(kind=view, **(extra or {})),
         train=GraphTrainConfig(epochs=args.epochs),
         ingredients=args.ingredients,
         init=init,
@@ -87,12 +91,14 @@ def accuracy_study(spec: str, args: argparse.Namespace) -> dict[str, Any]:
         "edges": data.edge_index.size(1),
         "recipes": {},
     }
-    for view, init in RECIPES:
+    for key, (view, init, extra) in RECIPES.items():
+        if args.recipes and not any(key.startswith(r) for r in args.recipes):
+            continue
         tests: dict[str, list[float]] = {row: [] for row in ROWS}
         vals: dict[str, list[float]] = {row: [] for row in ROWS}
         mean_ingredient, seconds = [], []
         for seed in seeds:
-            result = run_ladling(ladling_config(view, init, seed, args), data, progress=False)
+            result = run_ladling(ladling_config(view, init, seed, args, extra), data, progress=False)
             assert result is not None
             best = result.best_ingredient
             picks = {
@@ -104,7 +110,6 @@ def accuracy_study(spec: str, args: argparse.Namespace) -> dict[str, Any]:
                 tests[row].append(test)
             mean_ingredient.append(statistics.mean(result.ingredient_test))
             seconds.append(result.train_seconds)
-        key = f"{view}/{init}"
         out["recipes"][key] = {
             "test": {row: mean_std(v) for row, v in tests.items()},
             "val": {row: mean_std(v) for row, v in vals.items()},
@@ -227,6 +232,11 @@ def main() -> None:
     parser.add_argument("--ogb", action="append", default=[], help="DIR/ogbn-arxiv (local OGB copy)")
     parser.add_argument("--quick", action="store_true", help="1 seed, 4 ingredients, 10 epochs (smoke test)")
     parser.add_argument("--skip-parallel", action="store_true")
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument(
+        "--recipes", nargs="*", default=[], help="only the recipes whose name starts with one of these"
+    )
+    parser.add_argument("--out-name", default="ladling", help="results file stem under benchmarks/results/")
     parser.add_argument(
         "--memory-child", choices=["full", "metis", "neighbor", "saint-rw"], help=argparse.SUPPRESS
     )
@@ -245,8 +255,10 @@ def main() -> None:
         print(f"accuracy on {spec}", flush=True)
         accuracy[spec] = accuracy_study(spec, args)
     parallel = None if args.skip_parallel else wallclock(args)
-    print("peak memory", flush=True)
-    mem = memory(args)
+    mem = {}
+    if not args.skip_memory:
+        print("peak memory", flush=True)
+        mem = memory(args)
 
     for spec, study in accuracy.items():
         print(
@@ -277,14 +289,15 @@ def main() -> None:
             ],
         )
         print(f"speed-up {parallel['speedup_ingredient_phase']:.2f}x; same soup: {parallel['same_soup']}")
-    print(f"\nPeak RSS increase (MiB) training for 2 epochs on {MEMORY_GRAPH}")
-    print_table(
-        ["training", "peak increase (MiB)", "seconds"],
-        [[k, f"{v['peak_increase_mib']:.0f}", f"{v['seconds']:.1f}"] for k, v in mem.items()],
-    )
+    if mem:
+        print(f"\nPeak RSS increase (MiB) training for 2 epochs on {MEMORY_GRAPH}")
+        print_table(
+            ["training", "peak increase (MiB)", "seconds"],
+            [[k, f"{v['peak_increase_mib']:.0f}", f"{v['seconds']:.1f}"] for k, v in mem.items()],
+        )
 
     path = write_result(
-        "ladling",
+        args.out_name,
         {
             "settings": {
                 "seeds": args.seeds,

@@ -191,6 +191,30 @@ def test_greedy_soups_of_the_run_really_mix_ingredients(tiny, tiny_run):
         assert accuracy(model, tiny, tiny.val_mask) == pytest.approx(soup.val_acc), name
 
 
+def test_random_subsets_of_clusters_view(tiny):
+    from slimkit.graph.views import random_part_subsets
+
+    shares = random_part_subsets(10, 0.5, 3, seed=4)
+    assert [len(s) for s in shares] == [5, 5, 5]
+    assert len({tuple(s.tolist()) for s in shares}) == 3  # ingredients own different subsets
+    # ingredient i's subset depends on (seed, i) only, not on how many ingredients there are
+    assert all(
+        torch.equal(a, b) for a, b in zip(random_part_subsets(10, 0.5, 5, seed=4)[:3], shares, strict=False)
+    )
+    views = make_views(ViewConfig(kind="metis", num_parts=8, cluster_fraction=0.5), tiny, 3)
+    full = make_views(ViewConfig(kind="metis", num_parts=8), tiny, 3)
+    assert all(v.train_nodes < full[0].train_nodes for v in views)
+    g = torch.Generator().manual_seed(0)
+    seen = torch.cat([b.nodes for b in views[0].epoch(g)]).unique()
+    assert seen.numel() < tiny.num_nodes * 0.75  # the ingredient never visits the other half
+    with pytest.raises(ConfigError, match="choose one"):
+        ViewConfig(kind="metis", disjoint=True, cluster_fraction=0.5)
+    with pytest.raises(ConfigError, match="metis and random views only"):
+        ViewConfig(kind="neighbor", cluster_fraction=0.5)
+    with pytest.raises(ConfigError, match="cluster_fraction"):
+        ViewConfig(kind="metis", cluster_fraction=0.0)
+
+
 def test_neighbor_fanouts_must_match_the_model_depth():
     with pytest.raises(ConfigError, match="2 fanouts \\[25, 10\\] for a 3-layer model"):
         tiny_cfg(view=ViewConfig(kind="neighbor"), model=GNNConfig(layers=3))

@@ -65,7 +65,12 @@ def ladling(
     parts: int = typer.Option(0, "--parts", help="Clusters for metis/random (0: about 100 nodes each)."),
     clusters_per_batch: int = typer.Option(2, "--clusters-per-batch", help="Clusters per training step."),
     disjoint: bool = typer.Option(
-        False, "--disjoint", help="metis/random: each ingredient keeps to its own clusters."
+        False, "--disjoint", help="metis/random: each ingredient keeps to its own disjoint share of clusters."
+    ),
+    cluster_fraction: float = typer.Option(
+        1.0,
+        "--cluster-fraction",
+        help="metis/random: each ingredient keeps to a random subset of this fraction of the clusters.",
     ),
     fanouts: str | None = typer.Option(
         None, "--fanouts", help="neighbor: per-hop fan-out, e.g. 25,10 (default: 25,10,5,...)."
@@ -110,6 +115,7 @@ def ladling(
             num_parts=parts,
             clusters_per_batch=clusters_per_batch,
             disjoint=disjoint,
+            cluster_fraction=cluster_fraction,
             fanouts=_fanouts(fanouts, layers),
             batch_size=batch_size,
         ),

@@ -11,9 +11,13 @@ Views (``ViewConfig.kind``):
 - ``full``: the whole graph every epoch (ingredients differ only by seed).
 - ``metis``: ClusterGCN batches (Chiang et al., arXiv 1905.07953) over a METIS partition into
   ``num_parts`` clusters; each step trains on the induced subgraph of ``clusters_per_batch``
-  random clusters, drawn anew each epoch with the ingredient's own seed. With ``disjoint`` the
+  random clusters, drawn anew each epoch with the ingredient's own seed. Three readings of the
+  paper's "partition soup": by default every ingredient visits every cluster (a *cluster-sampled*
+  soup: ingredients differ only in the order and pairing of clusters); with ``disjoint`` each
   ingredient only ever sees its own share of the clusters, the shares balanced by training nodes
-  (:func:`assign_parts`); a share with no training node is a ``DataError``.
+  (:func:`assign_parts`; *strictly partitioned*); with ``cluster_fraction < 1`` each ingredient keeps
+  to its own random subset of that fraction of the clusters (overlapping subsets, drawn from the
+  run seed and the ingredient index). A share with no training node is a ``DataError``.
 - ``random``: the same over a random balanced node partition.
 - ``neighbor``: GraphSAGE neighbour sampling: ``batch_size`` training seeds, ``fanouts[l]``
   neighbours per node at hop ``l`` (without replacement; all when fewer; -1 = all); loss on the seeds.
@@ -31,6 +35,7 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch_geometric.data import Data
@@ -51,7 +56,10 @@ class ViewConfig(Config):
         num_parts (int): clusters of the ``metis`` / ``random`` partition; 0 = ``max(ingredients, N // 100)``
             (about 100 nodes per cluster, at least one per ingredient). Default: 0.
         clusters_per_batch (int): clusters per ClusterGCN step. Default: 2.
-        disjoint (bool): ``metis`` / ``random``: each ingredient keeps to its own clusters. Default: False.
+        disjoint (bool): ``metis`` / ``random``: each ingredient keeps to its own disjoint share of the
+            clusters. Default: False.
+        cluster_fraction (float): ``metis`` / ``random``: each ingredient keeps to a random subset of
+            this fraction of the clusters, in (0, 1]; 1 = all (not with ``disjoint``). Default: 1.0.
         fanouts (tuple[int, ...]): ``neighbor`` sampling per hop (-1 = all); its length is the number
             of hops and should equal the model's layers. Default: (25, 10) (the reference's first two).
         batch_size (int): ``neighbor`` seed nodes per step. Default: 256.
@@ -63,6 +71,7 @@ class ViewConfig(Config):
     num_parts: int = 0
     clusters_per_batch: int = 2
     disjoint: bool = False
+    cluster_fraction: float = 1.0
     fanouts: tuple[int, ...] = (25, 10)
     batch_size: int = 256
     roots: int = 256
@@ -84,6 +93,14 @@ class ViewConfig(Config):
         if self.disjoint and self.kind not in ("metis", "random"):
             # a sampler that ignores the flag would train every ingredient on the whole graph
             raise ConfigError(f"disjoint applies to the metis and random views only, not {self.kind!r}")
+        check_range("cluster_fraction", self.cluster_fraction, 0.0, 1.0, lo_inclusive=False)
+        if self.cluster_fraction < 1.0:
+            if self.kind not in ("metis", "random"):
+                raise ConfigError(
+                    f"cluster_fraction applies to the metis and random views only, not {self.kind!r}"
+                )
+            if self.disjoint:
+                raise ConfigError("cluster_fraction < 1 and disjoint are two different views; choose one")
 
 
 @dataclass(frozen=True)
@@ -264,6 +281,19 @@ def assign_parts(part: Tensor, train_mask: Tensor, num_parts: int, num_ingredien
     return [torch.tensor(sorted(s), dtype=torch.long) for s in shares]
 
 
+def random_part_subsets(
+    num_parts: int, fraction: float, num_ingredients: int, *, seed: int = 0
+) -> list[Tensor]:
+    """``shares[i]``: a random ``max(1, round(fraction · num_parts))`` of the part ids, sorted, drawn from
+    ``(seed, i)`` alone (so an ingredient's subset does not depend on how many others there are)."""
+    k = max(1, round(fraction * num_parts))
+    out = []
+    for i in range(num_ingredients):
+        g = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, i, 17]).generate_state(1)[0]))
+        out.append(torch.randperm(num_parts, generator=g)[:k].sort().values)
+    return out
+
+
 # -- views ---------------------------------------------------------------------------------------------
 def make_views(cfg: ViewConfig, data: Data, num_ingredients: int, *, seed: int = 0) -> list[View]:
     """One :class:`View` per ingredient. Partitions are computed once (from ``seed``) and shared."""
@@ -284,11 +314,12 @@ def make_views(cfg: ViewConfig, data: Data, num_ingredients: int, *, seed: int =
             part = metis_partition(edge_index, n, num_parts, seed=seed)
         else:
             part = random_partition(n, num_parts, seed=seed)
-        shares = (
-            assign_parts(part, data.train_mask, num_parts, num_ingredients)
-            if cfg.disjoint
-            else [torch.arange(num_parts)] * num_ingredients
-        )
+        if cfg.disjoint:
+            shares = assign_parts(part, data.train_mask, num_parts, num_ingredients)
+        elif cfg.cluster_fraction < 1.0:
+            shares = random_part_subsets(num_parts, cfg.cluster_fraction, num_ingredients, seed=seed)
+        else:
+            shares = [torch.arange(num_parts)] * num_ingredients
         views = []
         for i, own in enumerate(shares):
             reach = int((data.train_mask & torch.isin(part, own)).sum())
