@@ -287,6 +287,22 @@ def test_models_shapes(small, arch, norm):
     assert len(model.convs) == 3
 
 
+@pytest.mark.parametrize("arch", ["gcn", "sage", "gat"])
+@pytest.mark.parametrize("norm", ["none", "batch", "layer"])
+def test_layerwise_forward_equals_the_full_graph_forward(small, arch, norm):
+    from slimkit.graph.models import layerwise_forward
+
+    model = build_model(GNNConfig(arch=arch, layers=3, hidden=16, norm=norm), 8, 4, seed=0)
+    model.train()
+    model(small.x, small.edge_index)  # BatchNorm running statistics that are not the identity
+    model.eval()
+    with torch.no_grad():
+        full = model(small.x, small.edge_index)
+    for chunk in (37, 300, 10_000):  # chunks that cut the graph, one chunk, more than the graph
+        torch.testing.assert_close(layerwise_forward(model, small.x, small.edge_index, chunk=chunk), full)
+    assert not model.training  # the caller's mode is kept
+
+
 def test_model_seed_fixes_init_and_bad_configs():
     a = build_model(GNNConfig(), 8, 4, seed=3).state_dict()
     b = build_model(GNNConfig(), 8, 4, seed=3).state_dict()

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 
 from slimkit.core.config import Config, check_choice, check_range
+from slimkit.graph.models import layerwise_forward
 from slimkit.graph.views import View
 
 MAX_EPOCHS = 100_000  # beyond this a run would not end: a typo, refused before any work
@@ -68,21 +69,16 @@ class TrainResult:
 
 @torch.no_grad()
 def accuracy(model: nn.Module, data: Data, mask: Tensor) -> float:
-    """Share of ``mask`` nodes whose arg-max prediction (one full-graph forward, eval mode) is right."""
-    was_training = model.training
-    model.eval()
-    pred = model(data.x, data.edge_index).argmax(dim=-1)
-    model.train(was_training)
+    """Share of ``mask`` nodes whose arg-max prediction (the full-graph eval-mode output, computed layer
+    by layer in chunks by :func:`~slimkit.graph.models.layerwise_forward`) is right."""
+    pred = layerwise_forward(model, data.x, data.edge_index).argmax(dim=-1)
     return float((pred[mask] == data.y[mask]).float().mean()) if mask.any() else 0.0
 
 
 @torch.no_grad()
 def split_accuracies(model: nn.Module, data: Data) -> dict[str, float]:
-    """``{"train": acc, "val": acc, "test": acc}`` from one full-graph forward."""
-    was_training = model.training
-    model.eval()
-    pred = model(data.x, data.edge_index).argmax(dim=-1)
-    model.train(was_training)
+    """``{"train": acc, "val": acc, "test": acc}`` from one full-graph output (layer-wise, chunked)."""
+    pred = layerwise_forward(model, data.x, data.edge_index).argmax(dim=-1)
     out = {}
     for split in ("train", "val", "test"):
         mask = data[f"{split}_mask"]
@@ -97,12 +93,16 @@ def cpu_state(model: nn.Module) -> dict[str, Tensor]:
 def train_model(
     model: nn.Module, data: Data, view: View, cfg: GraphTrainConfig, *, generator: torch.Generator
 ) -> TrainResult:
-    """Train ``model`` (in place) on the batches of ``view``; ``data`` is on the model's device.
+    """Train ``model`` (in place) on the batches of ``view``.
+
+    ``data`` may stay on the host while the model is on an accelerator: each batch's features, labels
+    and edges are moved to the model's device, and validation runs layer by layer in chunks, so the
+    device never holds the whole graph.
 
     All randomness (batch order, samples, dropout) comes from ``generator`` and the global torch RNG,
     which the caller seeds, so a run is a function of its seeds.
     """
-    device = data.x.device
+    device = next(model.parameters()).device
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     best_state, best_val, best_epoch, steps = cpu_state(model), -1.0, 0, 0
     history: list[tuple[int, float]] = []
@@ -110,10 +110,10 @@ def train_model(
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         for batch in view.epoch(generator):
-            nodes = batch.nodes.to(device)
-            logits = model(data.x[nodes], batch.edge_index.to(device))
+            nodes = batch.nodes.to(data.x.device)
+            logits = model(data.x[nodes].to(device), batch.edge_index.to(device))
             loss_nodes = batch.loss_nodes.to(device)
-            loss = F.cross_entropy(logits[loss_nodes], data.y[nodes][loss_nodes])
+            loss = F.cross_entropy(logits[loss_nodes], data.y[nodes].to(device)[loss_nodes])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:

@@ -45,12 +45,16 @@ def init_seed_for(cfg: LadlingConfig, index: int) -> int:
     return cfg.seed if cfg.init == "shared" else ingredient_seeds(cfg.seed, index)[0]
 
 
-def train_ingredient(cfg: LadlingConfig, data: Data, view: View, index: int) -> Ingredient:
+def train_ingredient(
+    cfg: LadlingConfig, data: Data, view: View, index: int, *, device: torch.device | None = None
+) -> Ingredient:
     """Build ingredient ``index`` from its initialisation seed and train it on ``view``.
 
-    ``data`` lives on the device to train on. The global RNG is forked, so the caller's state is kept.
+    The model lives on ``device`` (default: ``data``'s); ``data`` may stay on the host, since only the
+    view's batches and chunks of the layer-wise validation are moved to the device. The global RNG
+    is forked, so the caller's state is kept.
     """
-    device = data.x.device
+    device = device if device is not None else data.x.device
     num_classes = int(data.y.max()) + 1
     model = build_model(cfg.model, data.num_features, num_classes, seed=init_seed_for(cfg, index)).to(device)
     _, train_seed = ingredient_seeds(cfg.seed, index)

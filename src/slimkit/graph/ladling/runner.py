@@ -138,28 +138,33 @@ def run_ladling(
     with distributed_context(dev) as ctx:
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
-        data = data.to(dev)
-        views = make_views(
-            cfg.view, data.cpu() if dev.type != "cpu" else data, cfg.ingredients, seed=cfg.seed
-        )
+        # the graph stays on the host: ingredients move their batches, evaluation its chunks, so a
+        # device holds one ingredient's share (and the model), never the whole graph
+        data = data.cpu()
+        views = make_views(cfg.view, data, cfg.ingredients, seed=cfg.seed)
         mine = list(range(ctx.rank, cfg.ingredients, ctx.world_size))
         start = time.perf_counter()
         iterator = track(mine, f"ingredients (rank {ctx.rank})") if progress else mine
-        local = [train_ingredient(cfg, data, views[i], i) for i in iterator]
+        local = [train_ingredient(cfg, data, views[i], i, device=dev) for i in iterator]
         ingredients = gather_ingredients(local, cfg, data, ctx, dev) if ctx.world_size > 1 else local
         train_seconds = time.perf_counter() - start
         if ctx.rank != 0:
             return None
-    return _cook(cfg, data, ingredients, ctx.world_size, train_seconds)
+    return _cook(cfg, data, ingredients, ctx.world_size, train_seconds, dev)
 
 
 def _cook(
-    cfg: LadlingConfig, data: Data, ingredients: list[Ingredient], world_size: int, train_seconds: float
+    cfg: LadlingConfig,
+    data: Data,
+    ingredients: list[Ingredient],
+    world_size: int,
+    train_seconds: float,
+    device: torch.device,
 ) -> LadlingResult:
     states = [ing.state for ing in ingredients]
     check_compatible(states)
     num_classes = int(data.y.max()) + 1
-    evaluator = Evaluator(build_model(cfg.model, data.num_features, num_classes).to(data.x.device), data)
+    evaluator = Evaluator(build_model(cfg.model, data.num_features, num_classes).to(device), data)
     start = time.perf_counter()
     for ing in ingredients:  # the score the soups compare against, BatchNorm treated alike
         ing.val_acc = evaluator.val(ing.state)
