@@ -44,6 +44,30 @@ def resolve_model(
     return m, tok, str(Path(model))
 
 
+def derives_from_world_model(model: str | None, *, max_depth: int = 16) -> bool:
+    """Whether ``model`` is the built-in world's default model or a directory made from it (its
+    ``slimkit.json`` parent chain reaches the cached default model), so that commands give it the
+    world's text by default rather than real English."""
+    if model is None or model == DEFAULT_MODEL:
+        return True
+    from slimkit.core.errors import SlimkitError
+    from slimkit.models.default import cache_root
+    from slimkit.models.metadata import read_slimkit_json
+
+    current = Path(model)
+    for _ in range(max_depth):
+        if current.parent.resolve() == cache_root().resolve() and current.name.startswith("default-model-"):
+            return True
+        try:
+            parent = read_slimkit_json(current).get("parent") if current.is_dir() else None
+        except SlimkitError:
+            return False
+        if not isinstance(parent, str):
+            return False
+        current = Path(parent)
+    return False
+
+
 def model_source_dir(model: str) -> Path:
     """The directory a model argument loads from: itself, or for a ``.gguf`` file or a named model
     (``smollm2-135m``) its converted directory in the cache (e.g. to record as a parent)."""

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import typer
 
-from slimkit.cli.common import OVERWRITE, REAL_TEXT_CALIB, model_source_dir, resolve_model, stdout
+from slimkit.cli.common import (
+    OVERWRITE,
+    REAL_TEXT_CALIB,
+    derives_from_world_model,
+    model_source_dir,
+    resolve_model,
+    stdout,
+)
+from slimkit.core.errors import ConfigError
 
 HELP = (
     "Compress a model directory (or `default`) and save the result to --out.\n\n"
@@ -22,7 +30,14 @@ HELP = (
     "Decode-time skipping (docs/ffn_skip.md): ffn-skip (FFN-SkipLLM; --target-ratio calibrates τ on greedy "
     "decodes of --calib prompts and records it in slimkit.json), and its baselines layer-drop (ShortGPT) and "
     "early-exit (CALM-style), set by --compute-ratio.\n\n"
-    "    slimkit compress default --method ffn-skip --target-ratio 0.25 --cold-end 0 --out skip25"
+    "    slimkit compress default --method ffn-skip --target-ratio 0.25 --cold-end 0 --out skip25\n\n"
+    "Weight-only quantization (docs/quantization.md): rtn (data-free), gptq and awq (calibrated), at --bits 2..8 "
+    "with --group-size columns per scale (default 128; `channel` for one per output row). Layers are stored "
+    "packed (bits per weight in the report); --fake keeps dequantized floats; --storage compressed-tensors "
+    "writes llm-compressor's pack-quantized layout for vLLM / transformers (GPTQ and RTN).\n\n"
+    "    slimkit compress default --method rtn --bits 8 --out rtn8\n\n"
+    "    slimkit compress smollm2-135m --method gptq --bits 4 --group-size 64 --storage compressed-tensors "
+    "--out smol-w4a16"
 )
 
 
@@ -31,7 +46,8 @@ def compress(
     method: str = typer.Option(
         ...,
         "--method",
-        help="Compression method (magnitude | wanda | sparsegpt | welore | svd-uniform | ffn-skip | layer-drop | early-exit).",
+        help="Compression method (magnitude | wanda | sparsegpt | welore | svd-uniform | ffn-skip | layer-drop | "
+        "early-exit | rtn | gptq | awq).",
     ),
     sparsity: float | None = typer.Option(
         None,
@@ -82,6 +98,29 @@ def compress(
     ),
     cold_start: int | None = typer.Option(None, "--cold-start", help="ffn-skip: first layers never skipped."),
     cold_end: int | None = typer.Option(None, "--cold-end", help="ffn-skip: last layers never skipped."),
+    bits: int | None = typer.Option(None, "--bits", help="rtn / gptq / awq: code width, 2..8 (default 4)."),
+    group_size: str | None = typer.Option(
+        None,
+        "--group-size",
+        help="rtn / gptq / awq: input columns per scale group, dividing every input width (default 128), "
+        "or `channel` for one scale per output channel.",
+    ),
+    symmetric: bool | None = typer.Option(
+        None,
+        "--symmetric/--asymmetric",
+        help="rtn / gptq / awq: zero point 0 (default) or a stored zero point per group.",
+    ),
+    fake: bool = typer.Option(
+        False,
+        "--fake",
+        help="rtn / gptq / awq: keep dequantized float weights (accuracy studies; no saving).",
+    ),
+    act_order: bool | None = typer.Option(
+        None, "--act-order/--no-act-order", help="gptq: quantize columns by decreasing Hessian diagonal."
+    ),
+    percdamp: float | None = typer.Option(
+        None, "--percdamp", help="gptq: Hessian damping as a fraction of its mean diagonal (default 0.01)."
+    ),
     calib: str | None = typer.Option(
         None,
         "--calib",
@@ -96,7 +135,12 @@ def compress(
     dtype: str | None = typer.Option(
         None, "--dtype", help="float32 | bfloat16 | float16 (default: as saved)."
     ),
-    storage: str = typer.Option("dense", "--storage", help="dense (plain HF, zeros) | bitmask (compact)."),
+    storage: str = typer.Option(
+        "dense",
+        "--storage",
+        help="dense (plain HF; zeros; quantized: packed codes) | bitmask (compact pruned) | compressed-tensors "
+        "(quantized, for vLLM / transformers).",
+    ),
     out: Path = typer.Option(
         ...,
         "--out",
@@ -105,9 +149,12 @@ def compress(
     ),
     overwrite: bool = OVERWRITE,
 ) -> None:
+    import dataclasses
+
     from slimkit.compress import build_config, calibration_for, compress_, save_compressed
     from slimkit.core.io import check_output_dir
 
+    per_channel = group_size is not None and group_size.strip().lower() in ("channel", "none")
     cfg = build_config(
         method,
         sparsity=sparsity,
@@ -127,7 +174,17 @@ def compress(
         warmup_tokens=warmup_tokens,
         cold_start=cold_start,
         cold_end=cold_end,
+        bits=bits,
+        group_size=None if group_size is None or per_channel else _group_size(group_size),
+        symmetric=symmetric,
+        fake=fake or None,
+        act_order=act_order,
+        percdamp=percdamp,
     )
+    if per_channel:
+        if not hasattr(cfg, "group_size"):
+            raise ConfigError(f"method {method!r} has no option --group-size")
+        cfg = dataclasses.replace(cfg, group_size=None)
     from slimkit.compress.export import STORAGES
     from slimkit.core.config import check_choice
     from slimkit.core.devices import resolve_device
@@ -139,7 +196,7 @@ def compress(
     source = None if model == "default" else model_source_dir(model)
     check_output_dir(out, protect=() if source is None else (model, source), overwrite=overwrite)
     m, tok, name = resolve_model(model, device="cpu", dtype=dtype)
-    if calib is None and source is not None:
+    if calib is None and not derives_from_world_model(model):
         calib = REAL_TEXT_CALIB  # a real model is calibrated on real English, not on the fictional world
     drawn = calibration_for(cfg, tok, calib, nsamples=nsamples, seqlen=seqlen, seed=seed, model=m)
     if drawn is not None:
@@ -153,3 +210,10 @@ def compress(
     save_compressed(m, tok, out, report, storage=storage, parent=parent, overwrite=overwrite)
     stdout.print(report.summary_table())
     stdout.print(f"saved to {out}")
+
+
+def _group_size(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"--group-size {text!r} must be a positive integer or `channel`") from None

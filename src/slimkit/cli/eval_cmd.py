@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 
-from slimkit.cli.common import REAL_TEXT_CALIB, REAL_TEXT_EVAL, metrics_table, resolve_model, stdout
+from slimkit.cli.common import (
+    REAL_TEXT_CALIB,
+    REAL_TEXT_EVAL,
+    derives_from_world_model,
+    metrics_table,
+    resolve_model,
+    stdout,
+)
 from slimkit.core.errors import ConfigError
 
 HELP = (
@@ -47,7 +54,7 @@ def eval_model(
     data: list[str] | None = typer.Option(
         None,
         "--data",
-        help="Text source (ppl; default: the world's held-out text for `default`, python-docs:eval for any other "
+        help="Text source (ppl; default: the world's held-out text for `default` and models made from it, python-docs:eval for any other "
         "model), task JSONL (one task) or reader spec(s) (kick; repeatable).",
     ),
     tasks: str | None = typer.Option(
@@ -153,7 +160,7 @@ def eval_model(
         if suite != "kick" and len(data) > 1:
             raise ConfigError(f"--suite {suite} reads one --data source, got {len(data)}")
         options["data"] = tuple(data) if suite == "kick" else data[0]
-    elif model == "default" and suite == "ppl":
+    elif suite == "ppl" and derives_from_world_model(model):  # the world model and what was made from it
         from slimkit.models.default import default_world_data
 
         options["data"] = default_world_data(suite)
@@ -242,7 +249,7 @@ def generate(
 
         if get_skip_state(m) is not None:
             raise ConfigError(f"{model} was saved with FFN-skip already; leave out --ffn-skip")
-        if calib is None and model != "default":
+        if calib is None and not derives_from_world_model(model):
             calib = REAL_TEXT_CALIB
         ids = calibration_for(config, tok, calib, nsamples=config.prompts, seqlen=config.prompt_len, model=m)
         report = compress_(m, config, ids, progress=False)

@@ -24,21 +24,27 @@ from slimkit.compress.prune import (
     SparseGPTConfig,
     WandaConfig,
 )
+from slimkit.compress.quant import AWQConfig, GPTQConfig, QuantConfig, QuantReport, RTNConfig
 from slimkit.compress.report import CompressionReport, MatrixReport
 from slimkit.compress.skip import EarlyExitConfig, FFNSkipConfig, LayerDropConfig
 
 __all__ = [
     "ALLOCATIONS",
+    "AWQConfig",
     "COMPRESSORS",
     "CalibratedMethod",
     "CompressionReport",
     "EarlyExitConfig",
     "FFNSkipConfig",
+    "GPTQConfig",
     "LayerDropConfig",
     "MagnitudeConfig",
     "MatrixReport",
     "OWLConfig",
     "PruneConfig",
+    "QuantConfig",
+    "QuantReport",
+    "RTNConfig",
     "SVDUniformConfig",
     "SparseGPTConfig",
     "WandaConfig",

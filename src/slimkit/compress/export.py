@@ -29,6 +29,13 @@ Low-rank models (WeLore, uniform SVD) store each factored matrix as its two fact
 out_features, rank, bias}}}`` (see :mod:`slimkit.nn.lowrank`), so :func:`slimkit.models.load_model`
 rebuilds the ``LowRankLinear`` modules. Such models are saved with ``storage="dense"`` only.
 
+Quantized models (RTN, GPTQ, AWQ) store each ``QuantizedLinear``'s packed codes and group parameters
+(``<name>.weight_packed`` uint8, ``<name>.weight_scale`` fp32, ``<name>.weight_zero_point`` int8 when
+asymmetric, ``<name>.input_scale`` for AWQ); ``slimkit.json`` gets ``"restore": ["quantized"]`` and
+``"quantized": {"modules": {name: spec}, "bits_per_weight": b}`` (see :mod:`slimkit.nn.quantized`).
+For serving elsewhere, :func:`slimkit.compress.quant.export.save_compressed_tensors` writes the
+``compressed-tensors`` pack-quantized layout instead.
+
 FFN-skip models (:mod:`slimkit.nn.ffn_skip`) keep their dense weights under the wrapped names
 (``<mlp>.inner.*``); ``slimkit.json`` gets ``"ffn-skip"`` in ``restore`` and the gate's settings
 (calibrated τ, warm-up, extent, wrapped sites) under ``"ffn-skip"``.
@@ -52,9 +59,12 @@ from slimkit.nn.ffn_skip import RESTORER as FFN_SKIP_RESTORER
 from slimkit.nn.ffn_skip import ffn_skip_metadata
 from slimkit.nn.lowrank import RESTORER as LOWRANK_RESTORER
 from slimkit.nn.lowrank import lowrank_metadata
+from slimkit.nn.quantized import RESTORER as QUANTIZED_RESTORER
+from slimkit.nn.quantized import quantized_metadata
 
 BITMASK = "bitmask"
-STORAGES = ("dense", BITMASK)
+COMPRESSED_TENSORS = "compressed-tensors"
+STORAGES = ("dense", BITMASK, COMPRESSED_TENSORS)
 VALUES, PACKED, SHAPE = ".bitmask_values", ".bitmask_packed", ".bitmask_shape"
 _BIT_WEIGHTS = torch.tensor([1 << j for j in range(8)], dtype=torch.uint8)
 _SAME_WIDTH_INT = {
@@ -143,7 +153,9 @@ def save_compressed(
         tokenizer: saved beside it (or ``None``).
         out_dir: the directory to write.
         report: what ``compress_`` returned; stored in ``slimkit.json`` with the method and config.
-        storage: ``"dense"`` (plain HF, zeros stored) or ``"bitmask"`` (non-zeros + packed mask).
+        storage: ``"dense"`` (plain HF, zeros stored), ``"bitmask"`` (non-zeros + packed mask) or
+            ``"compressed-tensors"`` (a quantized model in the pack-quantized layout, see
+            :mod:`slimkit.compress.quant.export`).
         parent: the directory (or model hash) the model was made from, recorded for provenance;
             ``out_dir`` may never be or contain it.
         overwrite: replace an existing ``out_dir`` that slimkit did not write. Default: ``False``.
@@ -153,14 +165,27 @@ def save_compressed(
     """
     check_choice("storage", storage, STORAGES)
     metadata: dict[str, Any] = {"method": report.method, "config": report.config, "report": report.to_dict()}
-    lowrank = lowrank_metadata(model)
-    if lowrank["modules"]:
+    if storage == COMPRESSED_TENSORS:
+        from slimkit.compress.quant.export import save_compressed_tensors
+
+        return save_compressed_tensors(
+            model, tokenizer, out_dir, metadata=metadata, parent=parent, overwrite=overwrite
+        )
+    for restorer, describe, what in (
+        (LOWRANK_RESTORER, lowrank_metadata, "a low-rank model is saved with storage='dense' (its factors)"),
+        (
+            QUANTIZED_RESTORER,
+            quantized_metadata,
+            "a quantized model is saved with storage='dense' (its packed codes)",
+        ),
+    ):
+        entry = describe(model)
+        if not entry["modules"]:
+            continue
         if storage != "dense":
-            raise ConfigError(
-                f"a low-rank model is saved with storage='dense' (its factors), not {storage!r}"
-            )
-        metadata["restore"] = [LOWRANK_RESTORER]
-        metadata[LOWRANK_RESTORER] = lowrank
+            raise ConfigError(f"{what}, not {storage!r}")
+        metadata["restore"] = [*metadata.get("restore", []), restorer]
+        metadata[restorer] = entry
     skip = ffn_skip_metadata(model)
     if skip:  # FFN-skip wrappers (their weights are the dense ones, under ``<mlp>.inner.``)
         metadata["restore"] = [*metadata.get("restore", []), FFN_SKIP_RESTORER]

@@ -69,6 +69,7 @@ RESTORER_PROVIDERS: tuple[str, ...] = (
     "slimkit.nn",
     "slimkit.nn.lowrank",
     "slimkit.nn.ffn_skip",
+    "slimkit.nn.quantized",
     "slimkit.compress.export",
 )
 
