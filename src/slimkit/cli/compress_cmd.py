@@ -149,12 +149,9 @@ def compress(
     ),
     overwrite: bool = OVERWRITE,
 ) -> None:
-    import dataclasses
-
     from slimkit.compress import build_config, calibration_for, compress_, save_compressed
     from slimkit.core.io import check_output_dir
 
-    per_channel = group_size is not None and group_size.strip().lower() in ("channel", "none")
     cfg = build_config(
         method,
         sparsity=sparsity,
@@ -175,16 +172,12 @@ def compress(
         cold_start=cold_start,
         cold_end=cold_end,
         bits=bits,
-        group_size=None if group_size is None or per_channel else _group_size(group_size),
+        group_size=None if group_size is None else _group_size(group_size),
         symmetric=symmetric,
         fake=fake or None,
         act_order=act_order,
         percdamp=percdamp,
     )
-    if per_channel:
-        if not hasattr(cfg, "group_size"):
-            raise ConfigError(f"method {method!r} has no option --group-size")
-        cfg = dataclasses.replace(cfg, group_size=None)
     from slimkit.compress.export import STORAGES
     from slimkit.core.config import check_choice
     from slimkit.core.devices import resolve_device
@@ -212,7 +205,9 @@ def compress(
     stdout.print(f"saved to {out}")
 
 
-def _group_size(text: str) -> int:
+def _group_size(text: str) -> int | str:
+    if text.strip().lower() == "channel":
+        return "channel"  # QuantConfig's spelling of one scale per output channel
     try:
         return int(text)
     except ValueError:

@@ -21,6 +21,7 @@ from slimkit.core.errors import ConfigError
 from slimkit.core.targeting import check_patterns
 from slimkit.nn.quant_primitives import MAX_BITS
 
+PER_CHANNEL = "channel"  # group_size alias for None: one scale per output channel
 MIN_QUANT_BITS = 2  # 1-bit codes with a zero point are a different method (binarization)
 
 
@@ -31,7 +32,7 @@ class QuantConfig(Config):
     Attributes:
         bits (int): code width, 2..8. Default: 4.
         group_size (int | None): input columns per scale group; must divide every targeted layer's
-            input width (checked before any work). ``None``: one scale per output channel.
+            input width (checked before any work). ``None`` (or ``"channel"``): one scale per output channel.
             Default: 128 (GPTQ's, AWQ's and compressed-tensors' W4A16 default).
         symmetric (bool): zero point 0 and a range symmetric about 0 (``s = max|W_g| / ((2^b - 1)/2)``);
             else min/max with a stored zero point. Default: True.
@@ -53,6 +54,8 @@ class QuantConfig(Config):
     needs_calibration: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
+        if isinstance(self.group_size, str) and self.group_size.strip().lower() == PER_CHANNEL:
+            object.__setattr__(self, "group_size", None)  # the spelling a YAML sweep or the CLI can write
         super().__post_init__()
         name = type(self).__name__
         if (
@@ -132,4 +135,4 @@ class AWQConfig(QuantConfig):
         check_range("AWQConfig.max_tokens", self.max_tokens, 1, None)
 
 
-__all__ = ["AWQConfig", "GPTQConfig", "MIN_QUANT_BITS", "QuantConfig", "RTNConfig"]
+__all__ = ["AWQConfig", "GPTQConfig", "MIN_QUANT_BITS", "PER_CHANNEL", "QuantConfig", "RTNConfig"]

@@ -185,6 +185,8 @@ def _report(
         bits_per_weight=quantizer.stored_bits / weights,
         size_reduction=1.0 - quantizer.stored_bits / quantizer.dense_bits,
         mean_weight_error=sum(r.weight_error for r in records) / len(records),
+        stored_bits=quantizer.stored_bits,
+        dense_bits=quantizer.dense_bits,
     )
 
 

@@ -45,6 +45,8 @@ class QuantReport(CompressionReport):
             ``fake``, which stores floats).
         size_reduction: ``1 - stored / dense`` bits of the targeted matrices (0 when ``fake``).
         mean_weight_error: mean of the matrices' ``weight_error``.
+        stored_bits / dense_bits: bits of the targeted matrices as stored and as dense floats (the
+            study's size column reads them: :func:`slimkit.pipelines._sweep.storage_size`).
     """
 
     bits: int = 0
@@ -54,6 +56,8 @@ class QuantReport(CompressionReport):
     bits_per_weight: float = 0.0
     size_reduction: float = 0.0
     mean_weight_error: float = 0.0
+    stored_bits: int = 0
+    dense_bits: int = 0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> QuantReport:
