@@ -271,3 +271,21 @@ def test_gpt2_conv1d_layers_quantize_and_keep_their_orientation():
     assert (
         float((after - before).norm() / before.norm()) < 0.02
     )  # 8-bit: a small change, not a transposed weight
+
+
+def test_models_made_from_the_world_model_default_to_world_data(
+    private_model_cache, tiny_model_dir, tmp_path
+):
+    from slimkit.cli.common import derives_from_world_model
+    from slimkit.models import save_model
+
+    world = save_model(
+        tiny_model("llama", seed=0), tiny_tokenizer(), private_model_cache / "default-model-abc"
+    )
+    child = save_model(tiny_model("llama", seed=0), None, tmp_path / "child", parent=world)
+    grandchild = save_model(tiny_model("llama", seed=0), None, tmp_path / "grandchild", parent=child)
+    other = save_model(tiny_model("llama", seed=0), None, tmp_path / "other", parent=tiny_model_dir)
+    assert derives_from_world_model("default") and derives_from_world_model(str(world))
+    assert derives_from_world_model(str(child)) and derives_from_world_model(str(grandchild))
+    assert not derives_from_world_model(str(other)) and not derives_from_world_model(str(tiny_model_dir))
+    assert not derives_from_world_model("smollm2-135m")
