@@ -25,6 +25,7 @@ Shapes: ``weight`` int8 ``[out, in]``; ``weight_scale`` float32 and ``weight_zer
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -110,7 +111,8 @@ class Int8TrainingLinear(nn.Module):
             "weight_zero", torch.zeros(out_features, groups, dtype=torch.int8, device=device)
         )
         self.bias = nn.Parameter(torch.zeros(out_features, device=device)) if bias else None
-        self._weight_grad_hooks: dict[int, Callable[[Tensor], None]] = {}
+        # an OrderedDict, not a dict: RemovableHandle keeps a weak reference to it
+        self._weight_grad_hooks: OrderedDict[int, Callable[[Tensor], None]] = OrderedDict()
         self._tag_weight()
 
     @classmethod
