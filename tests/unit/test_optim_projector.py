@@ -120,3 +120,42 @@ def test_gap_doubles_exactly_as_specified():
     assert len(queue) == 5
     assert pj.next_refresh_gap([0.4] * 5, 7) == 14  # mean exactly at the threshold doubles
     assert pj.next_refresh_gap([0.9] * 4, 7) == 7  # not full
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_packing_round_trips(bits):
+    from slimkit.nn import quant_primitives as qp
+
+    qmin, qmax = qp.qrange(bits)
+    q = torch.randint(qmin, qmax + 1, (6, 256), dtype=torch.int8)
+    packed = qp.pack(q, bits)
+    assert packed.dtype == torch.uint8 and packed.shape == (6, 256 * bits // 8)
+    assert torch.equal(qp.unpack(packed, bits, 256), q)
+    # a stored projection re-quantizes to the very same codes (dequantise -> quantise is idempotent)
+    p = pj.svd_projector(torch.randn(64, 40), 16, "left")
+    stored = pj.quantize_projection(p, bits, 256)
+    again = pj.quantize_projection(pj.dequantize_projection(stored, p.shape, bits), bits, 256)
+    assert torch.equal(again["codes"], stored["codes"])
+
+
+def test_optimizer_doubles_the_gap_of_a_stable_layer():
+    # a constant gradient: every SVD finds the same leading vector (|cos| = 1), so after the FIFO
+    # fills (5 cosines = 6 SVDs) the interval doubles at each SVD: SVDs at 0,1,2,3,4,5, 7, 11, 19
+    from slimkit.optim import GaLoreAdamW, QGaLoreAdamW
+
+    g = low_rank(32, 64, 4, seed=5)
+    for cls, kw in ((QGaLoreAdamW, {"proj_group_size": 64}), (GaLoreAdamW, {"cos_threshold": 0.4})):
+        w = torch.nn.Parameter(torch.zeros(32, 64))
+        opt = cls([{"params": [w], "rank": 4, "update_proj_gap": 1, **kw}], lr=1e-3)
+        for _ in range(20):
+            w.grad = g.clone()
+            opt.step()
+        st = opt.state[w]
+        assert opt.svd_counts() == {0: 9} and st["gap"] == 16 and st["next_svd"] == 35
+    # without cos_threshold (plain GaLore) the interval is fixed
+    w = torch.nn.Parameter(torch.zeros(32, 64))
+    opt = GaLoreAdamW([{"params": [w], "rank": 4, "update_proj_gap": 1}], lr=1e-3)
+    for _ in range(20):
+        w.grad = g.clone()
+        opt.step()
+    assert opt.svd_counts() == {0: 20}

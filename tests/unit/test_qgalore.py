@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -181,6 +186,39 @@ def test_qgalore_tiny_llama_trains_to_within_10_percent_of_adamw():
     assert losses["q-galore"] <= 1.10 * losses["adamw"], losses
 
 
+@pytest.mark.slow
+@pytest.mark.integration
+def test_qgalore_trains_the_default_world_model_to_within_10_percent_of_adamw():
+    # the default world's architecture (4 x 256 LLaMA, 2048-token BPE), freshly initialised, on the
+    # world corpus: 60 steps of 8 x 128 tokens each (about 45 s for both runs on 2 CPU cores)
+    from slimkit.data.factworld import DOCUMENT_SEPARATOR
+    from slimkit.models.default import (
+        DEFAULT_RECIPE,
+        build_default_architecture,
+        default_model,
+        default_world_dir,
+    )
+    from slimkit.train import tokenize_documents
+
+    _, tok = default_model()
+    text = (default_world_dir() / "corpus.txt").read_text()
+    ids = tokenize_documents(tok, text.split(DOCUMENT_SEPARATOR), separator=DOCUMENT_SEPARATOR)
+    base = dict(steps=60, batch_size=8, seqlen=128, warmup_steps=6, log_every=10, min_lr_ratio=0.1)
+    opts = {
+        "adamw": AdamWConfig(lr=1.5e-3, betas=(0.9, 0.95)),
+        "q-galore": QGaLoreConfig(
+            lr=1.5e-3, betas=(0.9, 0.95), rank=64, update_proj_gap=20, scale=1.0, weight_group_size=16
+        ),
+    }
+    losses = {}
+    for name, opt in opts.items():
+        model = build_default_architecture(DEFAULT_RECIPE, len(tok), tok)
+        result = train(model, ids, TrainConfig(optimizer=opt, **base))
+        losses[name] = sum(result.losses[-5:]) / 5
+    assert losses["q-galore"] <= 1.10 * losses["adamw"], losses
+    assert losses["adamw"] < 4.0  # both learned (ln 2048 = 7.6 nats at the start)
+
+
 def test_state_dict_loads_weights_only_and_resume_is_exact(tmp_path):
     ids = corpus()
     opt_cfg = QGaLoreConfig(lr=3e-3, **QG)
@@ -243,7 +281,95 @@ def test_layerwise_matches_global_step_with_grad_accum(int8):
 
 
 def test_layerwise_refuses_global_clipping_and_plain_adamw():
+    with pytest.raises(ConfigError, match="grad_clip=1.0 cannot be combined"):
+        cfg(GaLoreConfig(rank=8, layerwise=True), grad_clip=1.0)  # refused when the config is made
     with pytest.raises(ConfigError, match="grad_clip"):
-        train(tiny_llama(), corpus(), cfg(GaLoreConfig(rank=8, layerwise=True), grad_clip=1.0))
+        TrainConfig.from_dict(
+            {"optimizer": {"name": "q-galore", "rank": 8, "layerwise": True}, "grad_clip": 0.5}
+        )
+    opt = GaLoreAdamW(galore_param_groups(tiny_llama(), rank=8), lr=1e-3)
+    stepper = LayerwiseStepper(opt)
+    with pytest.raises(ConfigError, match="global gradient clipping"):  # and by the optimizer itself
+        opt.configure_for_loop(grad_accum=1, clip_norm=1.0)
+    stepper.remove()
     with pytest.raises(ConfigError, match="step_param"):
         LayerwiseStepper(torch.optim.AdamW(tiny_llama().parameters()))
+
+
+# -- DDP ---------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["galore", "q-galore"])
+def test_ddp_two_gloo_ranks_stay_identical(tmp_path, kind):
+    worker = Path(__file__).with_name("qgalore_ddp_worker.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    # a session of its own, so a hang kills torchrun *and* its workers
+    proc = subprocess.Popen(
+        [*launch, str(worker), str(tmp_path), kind],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        _, stderr = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, stderr[-3000:]
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert r0["svd"] == r1["svd"] and set(r0["svd"].values()) == {3}  # SVDs at steps 0, 2, 4
+    init = tiny_llama().state_dict()
+    for k, v in r0["state"].items():
+        assert torch.equal(v, r1["state"][k]), k  # the ranks computed the same subspaces and updates
+    moved = [k for k in init if k in r0["state"] and not torch.equal(init[k], r0["state"][k])]
+    assert len(moved) >= len(init) // 2
+
+
+# -- YAML / slimkit train --------------------------------------------------------------------------------------
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(("name", "cls"), [("galore", GaLoreConfig), ("qgalore", QGaLoreConfig)])
+def test_shipped_60m_configs_load(name, cls):
+    from slimkit.train.recipe import load_recipe
+
+    recipe = load_recipe(REPO / "configs" / f"{name}_60m_world.yaml")
+    assert type(recipe.train.optimizer) is cls and recipe.train.optimizer.rank == 128
+    init = recipe.model["init"]
+    assert (init["hidden_size"], init["intermediate_size"], init["num_hidden_layers"]) == (512, 1376, 8)
+
+
+def test_yaml_q_galore_runs_through_slimkit_train(tmp_path, capsys):
+    from slimkit.cli.main import main
+    from slimkit.models.loading import load_model
+
+    text = (REPO / "configs" / "qgalore_60m_world.yaml").read_text()
+    for old, new in [
+        ("hidden_size: 512", "hidden_size: 64"),
+        ("intermediate_size: 1376", "intermediate_size: 128"),
+        ("num_hidden_layers: 8", "num_hidden_layers: 2"),
+        ("vocab_size: 2048", "vocab_size: 300"),
+        ("steps: 600", "steps: 4"),
+        ("warmup_steps: 60", "warmup_steps: 1"),
+        ("batch_size: 16", "batch_size: 2"),
+        ("seqlen: 256", "seqlen: 32"),
+        ("rank: 128", "rank: 8"),
+        ("update_proj_gap: 200", "update_proj_gap: 2"),
+        ("proj_group_size: 256", "proj_group_size: 64"),
+        ("checkpoint_every: 250", "checkpoint_every: 2"),
+    ]:
+        assert old in text, old
+        text = text.replace(old, new)
+    data = tmp_path / "text.txt"
+    data.write_text("The quick brown fox jumps over the lazy dog. " * 400)
+    config = tmp_path / "run.yaml"
+    text = text.replace("data: world:corpus", f"data: {data}")
+    config.write_text(text.replace("out: runs/qgalore_60m_world", f"out: {tmp_path / 'run'}"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", str(config)])
+    assert exit_info.value.code in (0, None), capsys.readouterr().err
+    model, _ = load_model(tmp_path / "run" / "model")  # saved as plain nn.Linear (dequantised INT8)
+    assert isinstance(model.model.layers[0].mlp.up_proj, nn.Linear)
+    assert model(input_ids=torch.tensor([[1, 2, 3]])).logits.shape[:2] == (1, 3)
