@@ -373,3 +373,64 @@ def test_yaml_q_galore_runs_through_slimkit_train(tmp_path, capsys):
     model, _ = load_model(tmp_path / "run" / "model")  # saved as plain nn.Linear (dequantised INT8)
     assert isinstance(model.model.layers[0].mlp.up_proj, nn.Linear)
     assert model(input_ids=torch.tensor([[1, 2, 3]])).logits.shape[:2] == (1, 3)
+
+
+def test_layerwise_steps_on_the_last_micro_batch_and_frees_every_gradient():
+    from slimkit.core.errors import SlimkitError
+
+    model = tiny_llama()
+    prepare_int8_training_(model, group_size=32)
+    opt = QGaLoreAdamW(galore_param_groups(model, rank=8, proj_group_size=64), lr=1e-2)
+    stepper = LayerwiseStepper(opt, grad_accum=2)
+    params = dict(model.named_parameters())
+    before = {n: p.detach().clone() for n, p in params.items()}
+    x = torch.randint(0, VOCAB, (2, 9))
+    model(input_ids=x, labels=x).loss.backward()  # micro-batch 1 of 2: accumulate only
+    assert all(p.grad is not None for p in params.values())
+    assert all(torch.equal(p, before[n]) for n, p in params.items())
+    with pytest.raises(SlimkitError, match="fewer micro-batches"):
+        opt.step()
+    model(input_ids=x, labels=x).loss.backward()  # micro-batch 2: every parameter stepped, grad freed
+    assert all(p.grad is None for p in params.values())
+    assert all(not torch.equal(p, before[n]) for n, p in params.items())
+    opt.step()  # a no-op that finds nothing half-way
+    assert len(opt.state) == len(params)  # embeddings, norms and lm_head have state too
+    stepper.remove()
+
+
+@pytest.mark.parametrize("layerwise", [False, True])
+def test_torch_save_load_weights_only_resumes_exactly(layerwise):
+    def fresh():
+        model = tiny_llama()
+        prepare_int8_training_(model, group_size=32)
+        groups = galore_param_groups(model, rank=8, update_proj_gap=2, proj_group_size=64)
+        opt = QGaLoreAdamW(groups, lr=1e-2, queue_size=2)
+        if layerwise:
+            LayerwiseStepper(opt)
+        return model, opt
+
+    def step(model, opt, i):
+        torch.manual_seed(1000 + i)  # the same stochastic-rounding draws in both runs
+        x = torch.randint(0, VOCAB, (2, 9))
+        opt.zero_grad()
+        model(input_ids=x, labels=x).loss.backward()
+        opt.step()
+
+    model_a, opt_a = fresh()
+    for i in range(5):
+        step(model_a, opt_a, i)
+    buf = io.BytesIO()
+    torch.save({"model": model_a.state_dict(), "opt": opt_a.state_dict()}, buf)
+    buf.seek(0)
+    saved = torch.load(buf, weights_only=True)  # plain tensors, numbers, strings and lists only
+    model_b, opt_b = fresh()
+    model_b.load_state_dict(saved["model"])
+    opt_b.load_state_dict(saved["opt"])
+    assert opt_b.svd_counts() == opt_a.svd_counts() and sum(opt_a.svd_counts().values()) > 0
+    for i in range(5, 10):  # crosses SVD refreshes (steps 6, 8) and grows the adaptive gap
+        step(model_a, opt_a, i)
+        step(model_b, opt_b, i)
+    for (k, a), b in zip(model_a.state_dict().items(), model_b.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    gaps = {st["gap"] for st in opt_a.state.values() if "gap" in st}
+    assert gaps == {st["gap"] for st in opt_b.state.values() if "gap" in st}
