@@ -77,7 +77,7 @@ NEEDS = {
     "galore-torch": "galore_torch",
     "galore-torch-layerwise": "galore_torch",
 }
-RANK, GAP, SCALE = 512, 200, 0.25
+RANK, TINY_RANK, GAP, SCALE = 512, 64, 200, 0.25
 
 
 def block_weights(model: torch.nn.Module) -> list[torch.nn.Parameter]:
@@ -92,6 +92,7 @@ def block_weights(model: torch.nn.Module) -> list[torch.nn.Parameter]:
 def setup(method: str, model: torch.nn.Module, args: argparse.Namespace) -> Any:
     """Build the optimizer (or hooks); returns an object with ``step()`` / ``zero_grad()``, or None."""
     lr = 1e-3
+    rank = TINY_RANK if args.tiny else RANK
     params = [p for p in model.parameters() if p.requires_grad]
     if method == "floor":
         for p in params:
@@ -107,7 +108,7 @@ def setup(method: str, model: torch.nn.Module, args: argparse.Namespace) -> Any:
         from galore_torch import GaLoreAdamW as RefGaLore
 
         target = {id(p) for p in block_weights(model)}
-        opts = {"rank": RANK, "update_proj_gap": GAP, "scale": SCALE, "proj_type": "std"}
+        opts = {"rank": rank, "update_proj_gap": GAP, "scale": SCALE, "proj_type": "std"}
         if method == "galore-torch":
             return RefGaLore(
                 [
@@ -130,7 +131,7 @@ def setup(method: str, model: torch.nn.Module, args: argparse.Namespace) -> Any:
     from slimkit.optim import GaLoreConfig, QGaLoreConfig
     from slimkit.train.optim import build_optimizer
 
-    common = dict(rank=RANK, update_proj_gap=GAP, scale=SCALE, svd=args.svd)
+    common = dict(rank=rank, update_proj_gap=GAP, scale=SCALE, svd=args.svd)
     if method.startswith("slimkit-galore"):
         cfg = GaLoreConfig(lr=0.01, **common)
     else:
@@ -254,7 +255,14 @@ def main() -> None:
         print(f"skipped {method}: {why}")
     settings = {k: getattr(args, k) for k in ("steps", "batch", "seqlen", "svd", "device", "tiny")}
     name = "gpu_optim_memory_tiny" if args.tiny else "gpu_optim_memory"
-    path = write_result(name, {"settings": {**settings, "rank": RANK}, "runs": runs, "skipped": skipped})
+    path = write_result(
+        name,
+        {
+            "settings": {**settings, "rank": TINY_RANK if args.tiny else RANK},
+            "runs": runs,
+            "skipped": skipped,
+        },
+    )
     print(f"wrote {path}")
 
 

@@ -112,6 +112,9 @@ def test_bad_param_groups_rejected():
         GaLoreConfig(proj_type="full")
     with pytest.raises(ConfigError, match="cos_threshold"):
         QGaLoreConfig(cos_threshold=1.5)
+    assert QGaLoreConfig(weight_group_size=None).weight_group_size is None  # one group per row
+    with pytest.raises(ConfigError, match="weight_group_size"):
+        QGaLoreConfig(weight_group_size=0)
 
 
 # -- INT8 training linears -----------------------------------------------------------------------------------

@@ -90,7 +90,8 @@ class QGaLoreConfig(GaLoreConfig):
         gamma (float): interval multiplier, >= 1. Default: 2.0.
         int8_weights (bool): store the targeted linears' weights as integers. Default: True.
         weight_bits (int): weight code width. Default: 8.
-        weight_group_size (int): input columns per weight scale/zero group. Default: 256.
+        weight_group_size (int | None): input columns per weight scale/zero group (must divide every
+            targeted layer's ``in_features``); None = one group per row. Default: 256.
     """
 
     lr: float = 0.015
@@ -101,7 +102,7 @@ class QGaLoreConfig(GaLoreConfig):
     gamma: float = 2.0
     int8_weights: bool = True
     weight_bits: int = 8
-    weight_group_size: int = 256
+    weight_group_size: int | None = 256
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -111,7 +112,8 @@ class QGaLoreConfig(GaLoreConfig):
         check_range("QGaLoreConfig.cos_threshold", self.cos_threshold, 0.0, 1.0)
         check_range("QGaLoreConfig.gamma", self.gamma, 1.0, None)
         check_range("QGaLoreConfig.weight_bits", self.weight_bits, 2, 8)
-        check_range("QGaLoreConfig.weight_group_size", self.weight_group_size, 1, None)
+        if self.weight_group_size is not None:  # None: one scale/zero per row
+            check_range("QGaLoreConfig.weight_group_size", self.weight_group_size, 1, None)
 
 
 __all__ = ["GaLoreConfig", "QGaLoreConfig"]
