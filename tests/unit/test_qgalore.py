@@ -437,3 +437,41 @@ def test_torch_save_load_weights_only_resumes_exactly(layerwise):
         assert torch.equal(a, b), k
     gaps = {st["gap"] for st in opt_a.state.values() if "gap" in st}
     assert gaps == {st["gap"] for st in opt_b.state.values() if "gap" in st}
+
+
+@pytest.mark.parametrize("name", ["galore", "q-galore"])
+def test_slimkit_finetune_full_with_galore_optimizers(tmp_path, name, capsys):
+    from slimkit.cli.main import main
+    from slimkit.data.tokenizer import train_bpe_tokenizer
+    from slimkit.models.loading import load_model, save_model
+
+    text = "The quick brown fox jumps over the lazy dog. A lazy dog sleeps. " * 200
+    tok = train_bpe_tokenizer([text], vocab_size=300)
+    torch.manual_seed(0)
+    cfg_ = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+    )
+    base = LlamaForCausalLM(cfg_)
+    save_model(base, tok, tmp_path / "base")
+    data = tmp_path / "text.txt"
+    data.write_text(text)
+    extra = "proj_group_size: 64, weight_group_size: 32" if name == "q-galore" else "svd: randomized"
+    (tmp_path / "ft.yaml").write_text(
+        f"data: {data}\n"
+        "train:\n  steps: 4\n  batch_size: 2\n  seqlen: 32\n  warmup_steps: 1\n  grad_clip: 1.0\n"
+        f"  optimizer: {{name: {name}, lr: 0.003, rank: 8, update_proj_gap: 2, {extra}}}\n"
+        f"out: {tmp_path / 'run'}\n"
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main(["finetune", str(tmp_path / "base"), "--full", str(tmp_path / "ft.yaml")])
+    assert exit_info.value.code in (0, None), capsys.readouterr().err
+    tuned, _ = load_model(tmp_path / "run" / "model")
+    up = tuned.model.layers[0].mlp.up_proj
+    assert isinstance(up, nn.Linear)
+    assert not torch.equal(up.weight, base.model.layers[0].mlp.up_proj.weight)  # it was trained
