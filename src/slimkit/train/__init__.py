@@ -38,3 +38,7 @@ __all__ = [
     "train_from_yaml",
     "weight_decay_groups",
 ]
+
+# The memory-efficient optimizers register themselves in OPTIMIZERS (`optimizer: galore | q-galore`);
+# imported last because slimkit.optim builds on this package.
+import slimkit.optim  # noqa: E402, F401

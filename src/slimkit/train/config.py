@@ -133,6 +133,14 @@ class TrainConfig(Config):
         if self.grad_clip is not None:
             check_range("TrainConfig.grad_clip", self.grad_clip, 0.0, None)
         check_range("TrainConfig.checkpoint_every", self.checkpoint_every, 0, None)
+        if getattr(self.optimizer, "layerwise", False) and self.clip_norm:
+            # layer-wise stepping (slimkit.optim) steps each parameter inside backward, before the
+            # global gradient norm exists
+            raise ConfigError(
+                f"TrainConfig.grad_clip={self.grad_clip} cannot be combined with optimizer.layerwise=true: "
+                "global clipping needs every gradient before any step, and layer-wise stepping frees each "
+                "gradient as it steps; set grad_clip: 0 or layerwise: false"
+            )
         check_range("TrainConfig.seed", self.seed, 0, None)
         try:
             torch.device(self.device)

@@ -150,6 +150,9 @@ def train(
     was_training = model.training
     model.train()
     optimizer = build_optimizer(model, cfg.optimizer)
+    configure = getattr(optimizer, "configure_for_loop", None)
+    if configure is not None:  # e.g. layer-wise stepping needs grad_accum and refuses global clipping
+        configure(grad_accum=cfg.grad_accum, clip_norm=cfg.clip_norm)
     scheduler = cosine_schedule(optimizer, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio)
     trainable = [p for group in optimizer.param_groups for p in group["params"]]
     fingerprint = data_fingerprint(token_ids) if ckpt_root is not None else {}

@@ -164,6 +164,11 @@ def train_from_yaml(
     with torch.inference_mode(False):
         result = train(model, token_ids, cfg, out_dir, resume=resume)
     model.eval()
+    from slimkit.nn.int8 import restore_linears_
+
+    # Q-GaLore trains INT8 linears in place; the saved model holds their dequantised weights as
+    # ordinary nn.Linear so any loader (transformers included) reads it
+    restore_linears_(model)
 
     from slimkit.models.loading import save_model
 

@@ -161,6 +161,9 @@ def finetune_from_yaml(
     with torch.inference_mode(False):
         result = train(model, token_ids, cfg, run_dir)
     model.eval()
+    from slimkit.nn.int8 import restore_linears_
+
+    restore_linears_(model)  # Q-GaLore trained INT8 linears in place: save plain nn.Linear
     for p in model.parameters():
         p.requires_grad_(True)
     metadata: dict[str, Any] = {
