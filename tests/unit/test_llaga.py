@@ -327,3 +327,18 @@ def test_training_changes_only_the_projector(template, projector):
     res = evaluate_llaga(model, g, limit=4)
     assert set(res) == {"nc", "lp", "nd"}
     assert res["nc"]["n"] == 4 and 0.0 <= res["lp"]["f1"] <= 1.0 and 0.0 <= res["nd"]["rougeL"] <= 1.0
+
+
+# -- the world graph with the default LLM ------------------------------------------------------------------
+def test_world_node_classification_far_above_majority():
+    """HO template, linear projector, the factworld default LLM (cached), 20 epochs: ~10 s."""
+    from slimkit.graph.llaga import majority_accuracy
+
+    g = load_text_graph("world:label=country")
+    llm, tok = load_llm("default")
+    model = build_llaga(LlagaConfig(template="ho", tasks=("nc",), epochs=20), g, llm, tok)
+    train_llaga(model, g)
+    res = evaluate_llaga(model, g)["nc"]
+    majority = majority_accuracy(g)
+    assert majority < 0.2
+    assert res["accuracy"] >= 3 * majority and res["scored_accuracy"] >= 3 * majority, res

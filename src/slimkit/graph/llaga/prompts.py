@@ -117,7 +117,7 @@ class Encoded:
 
 
 def encode_example(
-    tokenizer, prompt: str, answer: str | None, graph_len: int, style: str = "paper"
+    tokenizer, prompt: str, answer: str | None, graph_len: int, style: str = "paper", *, eos: bool = True
 ) -> Encoded:
     """Tokenise ``prompt`` (with ``<graph>`` placeholders) and, when given, ``answer`` + EOS.
 
@@ -137,7 +137,7 @@ def encode_example(
     labels = [IGNORE] * len(ids)
     if answer is not None:
         ans = tokenizer(" " + answer.strip(), add_special_tokens=False)["input_ids"]
-        if tokenizer.eos_token_id is not None:
+        if eos and tokenizer.eos_token_id is not None:
             ans = ans + [tokenizer.eos_token_id]
         ids += ans
         labels += ans
