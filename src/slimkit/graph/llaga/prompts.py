@@ -136,7 +136,10 @@ def encode_example(
             ids += tokenizer(piece, add_special_tokens=k == 0)["input_ids"]
     labels = [IGNORE] * len(ids)
     if answer is not None:
-        ans = tokenizer(" " + answer.strip(), add_special_tokens=False)["input_ids"]
+        # a space joins the answer to a prompt that ends in a word ("Its class is"); after a chat
+        # template's "assistant\n" the answer starts the line
+        text = answer.strip() if pieces[-1][-1:].isspace() else " " + answer.strip()
+        ans = tokenizer(text, add_special_tokens=False)["input_ids"]
         if eos and tokenizer.eos_token_id is not None:
             ans = ans + [tokenizer.eos_token_id]
         ids += ans
