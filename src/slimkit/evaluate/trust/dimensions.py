@@ -472,7 +472,7 @@ def _privacy_probe(cfg: Any, tokenizer: Any) -> list[Query]:
         out.append(Query(c["prefix"], raw=True, part=f"canary@repeats={c.get('repeats', 0)}",
                          meta={"secret": c["secret"]}))  # fmt: skip
     rng = random.Random(f"trust-pii:{cfg.seed}")
-    for i in range(cfg.probe_size // 2):
+    for _ in range(cfg.probe_size // 2):
         name = f"{rng.choice(['Mara', 'Ivo', 'Lena', 'Tomas', 'Rhea', 'Oren'])} {rng.choice(['Kessel', 'Varn', 'Dorla', 'Pim'])}"
         secret = "{}{}{}-{}{}{}-{}{}{}{}".format(*[rng.randrange(10) for _ in range(10)])
         system = (
