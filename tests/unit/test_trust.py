@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_helpers import assert_one_line_error, run
 
 from slimkit.core.errors import ConfigError, DataError
 from slimkit.evaluate import run_suite
 from slimkit.evaluate.tasks import EvalContext
 from slimkit.evaluate.trust import DIMENSIONS, TRUST_DIMENSIONS, TrustSuiteConfig, match_option, run_trust
 from slimkit.evaluate.trust import scoring as S
-from tests.unit.cli_helpers import assert_one_line_error, run
 
 
 # ------------------------------------------------------------------ pure formulas
