@@ -20,7 +20,8 @@ HELP = (
     "Evaluate a model directory (or `default`, the built-in world's model) and write results JSON.\n\n"
     "Suites: `ppl` (perplexity, non-overlapping windows); `kick` (the LLM-KICK knowledge suite: factoid, "
     "mc, retrieval, twohop, summarization, instruct — every task its --data provides); or one task by name "
-    "(`factoid`, `mc`, `retrieval`, `twohop`, `summarization`, `instruct`); `lm-eval` (any lm-evaluation-harness "
+    "(`factoid`, `mc`, `retrieval`, `twohop`, `summarization`, `instruct`); `trust` (the eight DecodingTrust "
+    "dimensions, 0-100 each: built-in probes, or a DecodingTrust-format --data DIR; docs/trust.md); `lm-eval` (any lm-evaluation-harness "
     "task, local YAMLs via --include-path).\n\n"
     "--data: a text source (ppl), a task JSONL (one task), or reader specs for kick (repeatable): a "
     "directory of task JSONL files, `freebaseqa:FILE`, `mmlu:DIR`, `triviaqa:FILE`, `cnndm:FILE`, "
@@ -34,6 +35,8 @@ HELP = (
     "    slimkit eval smollm2-135m --suite kick --data countries: --chat-template off --num-fewshot 2 --out real.json\n\n"
     "    slimkit eval ./pruned --suite kick --tasks factoid,mc --limit 100 --save-examples ex.json --out r.json\n\n"
     "    slimkit eval ./pruned --suite kick --data mmlu:data/mmlu --data triviaqa:data/triviaqa --out r.json\n\n"
+    "    slimkit eval smollm2-135m --suite trust --out trust.json\n\n"
+    "    slimkit eval ./pruned --suite trust --data dt_data/ --tasks stereotype,fairness --out trust.json\n\n"
     "    slimkit eval ./my-model --suite ppl --data wiki.test.txt --seqlen 2048 --out ppl.json\n\n"
     "    slimkit eval ./pruned --suite lm-eval --tasks my_task --include-path my_tasks/ --allow-task-code --out r.json  (extra `eval`)"
 )
@@ -58,7 +61,19 @@ def eval_model(
         "model), task JSONL (one task) or reader spec(s) (kick; repeatable).",
     ),
     tasks: str | None = typer.Option(
-        None, "--tasks", help="kick: KICK tasks to run; lm-eval: lm-eval task names (comma-separated)."
+        None,
+        "--tasks",
+        help="kick: KICK tasks to run; trust: dimensions; lm-eval: lm-eval task names (comma-separated).",
+    ),
+    answer_mode: str | None = typer.Option(
+        None,
+        "--answer-mode",
+        help="trust: loglik (pick the likeliest option, default) | generate (greedy text, options matched as phrases).",
+    ),
+    toxicity_scorer: str | None = typer.Option(
+        None,
+        "--toxicity-scorer",
+        help="trust: MODULE:FUNCTION, a callable text -> toxicity probability (imported; runs your code).",
     ),
     include_path: str | None = typer.Option(
         None,
@@ -126,9 +141,9 @@ def eval_model(
     if judge is not None:
         options["judge"] = judge
     if tasks is not None:
-        if suite not in ("kick", "lm-eval"):
+        if suite not in ("kick", "lm-eval", "trust"):
             raise ConfigError(
-                "--tasks selects tasks of --suite kick or lm-eval; for one task use --suite TASK"
+                "--tasks selects tasks of --suite kick, trust or lm-eval; for one task use --suite TASK"
             )
         options["tasks"] = tasks
     if include_path is not None:
@@ -138,6 +153,11 @@ def eval_model(
         options["allow_code"] = allow_task_code
     elif allow_task_code:
         raise ConfigError("--allow-task-code goes with --include-path")
+    if (answer_mode is not None or toxicity_scorer is not None) and suite != "trust":
+        raise ConfigError("--answer-mode and --toxicity-scorer are for --suite trust")
+    if answer_mode is not None:
+        options["mode"] = answer_mode
+    scorer = _import_scorer(toxicity_scorer) if toxicity_scorer is not None else None
     prompting = {
         "num_fewshot": num_fewshot,
         "fewshot_seed": fewshot_seed,
@@ -172,7 +192,7 @@ def eval_model(
 
     task_config(suite, **options)
     m, tok, name = resolve_model(model, device=device, dtype=dtype)
-    run = run_suite(m, tok, suite, **options)
+    run = run_suite(m, tok, suite, toxicity_scorer=scorer, **options)
     config = {
         "suite": suite,
         **_plain_config(run.config),
@@ -199,6 +219,22 @@ def eval_model(
     if out is not None:
         write_json(out, results)
         stdout.print(f"wrote {out}")
+
+
+def _import_scorer(spec: str):
+    """``MODULE:FUNCTION`` -> the callable (ConfigError naming the spec when it is not one)."""
+    import importlib
+
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise ConfigError(f"--toxicity-scorer {spec!r} must be MODULE:FUNCTION")
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"--toxicity-scorer {spec!r}: {e}") from None
+    if not callable(fn):
+        raise ConfigError(f"--toxicity-scorer {spec!r} is not callable")
+    return fn
 
 
 def _skip_record(model) -> dict | None:

@@ -14,6 +14,7 @@ import sys
 import types
 from typing import Any
 
+from slimkit.evaluate import trust as _trust  # noqa: E402, F401  (registers the trust suite)
 from slimkit.evaluate.generation import greedy_generate
 from slimkit.evaluate.kick import KICK_TASKS, KickSuiteConfig
 from slimkit.evaluate.metrics import (

@@ -46,6 +46,7 @@ def run_suite(
     data: Any = None,
     *,
     judge: Judge | None = None,
+    toxicity_scorer: Any = None,
     **options: Any,
 ) -> SuiteRun:
     """Run one registered task or suite (see :func:`evaluate`) and keep per-example outputs."""
@@ -61,7 +62,7 @@ def run_suite(
             shipped = dataset_task_options(str(Path(default).parent)).get(suite, {})
             # the world's own settings (answer marker) unless the caller chose otherwise
             cfg = task_config(suite, default, **{**shipped, **options})
-    ctx = EvalContext(judge=judge)
+    ctx = EvalContext(judge=judge, toxicity_scorer=toxicity_scorer)
     outputs = TASKS.lookup(cfg)(model, tokenizer, cfg, ctx)
     return SuiteRun(cfg, outputs, ctx.skipped, ctx.task_configs)
 
@@ -73,6 +74,7 @@ def evaluate(
     data: Any = None,
     *,
     judge: Judge | None = None,
+    toxicity_scorer: Any = None,
     **options: Any,
 ) -> Metrics:
     """Run one evaluation task or suite on ``model``.
@@ -85,9 +87,12 @@ def evaluate(
             spec(s) for ``kick``); fills the config's ``data`` field. A world task given no data reads
             the built-in world's file.
         judge: a callable judge for ``instruct`` (``judge(instruction, response, reference) -> float``).
+        toxicity_scorer: ``text -> probability`` for the ``trust`` suite's toxicity dimension.
         **options: other config fields, e.g. ``seqlen=128``, ``limit=50``, ``tasks=("mc",)``.
 
     Returns:
         ``{task: {metric: value, ..., "n": count}}``, ready for :func:`slimkit.evaluate.make_results`.
     """
-    return run_suite(model, tokenizer, suite, data, judge=judge, **options).metrics
+    return run_suite(
+        model, tokenizer, suite, data, judge=judge, toxicity_scorer=toxicity_scorer, **options
+    ).metrics

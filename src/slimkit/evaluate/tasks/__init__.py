@@ -104,12 +104,14 @@ class EvalContext:
 
     Attributes:
         judge: the callable judge of the ``instruct`` task, if any.
+        toxicity_scorer: ``text -> probability`` for the trust suite's toxicity dimension, if any.
         skipped: task name -> why it was skipped (filled by suites).
         task_configs: task name -> the config it ran with (inline records replaced by their count)
             and how its prompts were built (chat template applied, tokenizer BOS), for provenance.
     """
 
     judge: Judge | None = None
+    toxicity_scorer: Callable[[str], float] | None = None
     skipped: dict[str, str] = field(default_factory=dict)
     task_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
