@@ -10,6 +10,9 @@ min/max scales, lm_head left dense):
 
 * ``gptq``: columns in natural order, dynamic group scales (slimkit ``act_order=False``; llm-compressor
   ``actorder=None``), block 128, damping 0.01, slimkit's true-sequential groups;
+* ``gptq+no-true-seq``: ``gptq`` with slimkit's ``true_sequential=False``: every linear of a block
+  calibrated from one pass, which is what llm-compressor's sequential pipeline does (one calibration
+  pass per decoder layer, then one propagation pass); the like-for-like time comparison;
 * ``gptq+actorder``: columns by decreasing Hessian diagonal with scales fixed from the unquantized weight
   (slimkit ``act_order=True``; llm-compressor ``actorder="weight"``);
 * ``awq``: activation-aware scales ``s = mean|x|^α`` (grid 20) then RTN (slimkit ``awq``; llm-compressor
@@ -57,7 +60,7 @@ from prune_vs_llmcompressor import (  # noqa: E402
     text_sources,
 )
 
-SETTINGS = ("gptq", "gptq+actorder", "awq", "rtn")
+SETTINGS = ("gptq", "gptq+actorder", "gptq+no-true-seq", "awq", "rtn")
 
 
 def _llmc_recipe(setting: str, bits: int, group: int) -> list:
@@ -117,6 +120,7 @@ def trial(args: argparse.Namespace) -> None:
         options = {"bits": args.bits, "group_size": args.group_size}
         if method == "gptq":
             options["act_order"] = args.setting == "gptq+actorder"
+            options["true_sequential"] = args.setting != "gptq+no-true-seq"
         cfg = build_config(method, **options)
         compress_(model, cfg, None if method == "rtn" else calib, chunk_size=args.chunk, progress=False)
     else:
@@ -208,6 +212,11 @@ def main() -> None:
     ap.add_argument("--eval-seqlen", type=int, default=256)
     ap.add_argument("--calib-source", default=None)
     ap.add_argument("--eval-data", default=None)
+    ap.add_argument(
+        "--pipelines",
+        default="sequential,basic",
+        help="llm-compressor pipelines to time for calibrated settings (sequential first: the ppl reference)",
+    )
     ap.add_argument("--chunk", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out-name", default="quant_vs_llmcompressor")
@@ -261,7 +270,7 @@ def main() -> None:
         dense_ppl = evaluate_ppl(dense_model, dense_tok, eval_data, args.eval_seqlen)
         del dense_model
         for setting in settings:
-            pipelines = ("sequential",) if setting == "rtn" else ("sequential", "basic")
+            pipelines = ("sequential",) if setting == "rtn" else tuple(args.pipelines.split(","))
             ours = run_trial("slimkit", setting, "sequential", model_dir, calib, eval_data, group, args)
             try:
                 theirs = {
