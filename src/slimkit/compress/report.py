@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import torch
 from rich.table import Table
@@ -91,11 +91,14 @@ class CompressionReport:
         out["matrices"] = [m.to_dict() for m in self.matrices]
         return out
 
+    #: the per-matrix record type a subclass stores (``LowRankMatrixReport``, ``QuantMatrixReport``)
+    matrix_report: ClassVar[type[MatrixReport]] = MatrixReport
+
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CompressionReport:
+    def from_dict(cls, data: dict[str, Any]) -> Self:
         data = dict(data)
         data["matrices"] = [
-            MatrixReport(**{**m, "shape": tuple(m["shape"])}) for m in data.get("matrices", [])
+            cls.matrix_report(**{**m, "shape": tuple(m["shape"])}) for m in data.get("matrices", [])
         ]
         return cls(**data)
 

@@ -7,9 +7,8 @@ reduction over the targeted matrices and each matrix's ``sparsity`` is its own p
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.table import Table
 
@@ -72,18 +71,7 @@ class LowRankReport(CompressionReport):
     svd_computed: int = 0
     baseline: dict[str, Any] | None = field(default=None)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LowRankReport:
-        data = dict(data)
-        data["matrices"] = [
-            LowRankMatrixReport(**{**m, "shape": tuple(m["shape"])}) for m in data.get("matrices", [])
-        ]
-        return cls(**data)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["matrices"] = [m.to_dict() for m in self.matrices]
-        return out
+    matrix_report: ClassVar[type[MatrixReport]] = LowRankMatrixReport
 
     @property
     def kept_ranks(self) -> dict[str, int]:

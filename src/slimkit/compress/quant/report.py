@@ -8,9 +8,8 @@ reports (the study, ``slimkit.json``) keeps working. Quantization removes no wei
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.table import Table
 
@@ -59,18 +58,7 @@ class QuantReport(CompressionReport):
     stored_bits: int = 0
     dense_bits: int = 0
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> QuantReport:
-        data = dict(data)
-        data["matrices"] = [
-            QuantMatrixReport(**{**m, "shape": tuple(m["shape"])}) for m in data.get("matrices", [])
-        ]
-        return cls(**data)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["matrices"] = [m.to_dict() for m in self.matrices]
-        return out
+    matrix_report: ClassVar[type[MatrixReport]] = QuantMatrixReport
 
     def _quantizer(self) -> str:
         group = "per channel" if self.group_size is None else f"group {self.group_size}"
