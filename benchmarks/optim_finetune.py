@@ -1,7 +1,7 @@
 """Fine-tuning SmolLM2-135M on real text: AdamW, LoRA (peft), GaLore and Q-GaLore side by side (CPU).
 
 GaLore (arXiv 2403.03507) / Q-GaLore (arXiv 2407.08296) against LoRA (Hu et al., arXiv 2106.09685,
-through ``peft`` when it is installed, else the same math written out here: ``LoRALinear``). SmolLM2-135M-Instruct (``slimkit.load_model("smollm2-135m")``, float32) is trained
+through ``peft``, the dev extra's reference). SmolLM2-135M-Instruct (``slimkit.load_model("smollm2-135m")``, float32) is trained
 for ``--steps`` steps of ``--batch`` x 256 tokens of ``python-docs:calib`` (real English that every
 CPython carries) with each method, each in its own subprocess so the peak RSS is that method's.
 GaLore / Q-GaLore project the attention and MLP linears at ``--rank``; LoRA targets the same linears
@@ -50,30 +50,6 @@ def lora_rank(model: torch.nn.Module, rank: int) -> int:
     return max(1, round(rank * sum(max(s) for s in shapes) / sum(s[0] + s[1] for s in shapes)))
 
 
-class LoRALinear(torch.nn.Module):
-    """``y = W x + (alpha / r) · B A x`` with ``W`` frozen, ``A [r, in]`` Kaiming-uniform, ``B [out, r]``
-    zero (peft's defaults, alpha = r); used only when peft is not installed."""
-
-    def __init__(self, base: torch.nn.Linear, r: int) -> None:
-        super().__init__()
-        self.base = base.requires_grad_(False)
-        self.lora_A = torch.nn.Parameter(torch.empty(r, base.in_features))
-        torch.nn.init.kaiming_uniform_(self.lora_A, a=5**0.5)
-        self.lora_B = torch.nn.Parameter(torch.zeros(base.out_features, r))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.base(x) + (x @ self.lora_A.T) @ self.lora_B.T
-
-
-def add_lora_(model: torch.nn.Module, r: int) -> None:
-    """Freeze ``model`` and wrap its attention/MLP linears in :class:`LoRALinear`."""
-    model.requires_grad_(False)
-    for name, module in list(model.named_modules()):
-        if name.split(".")[-1] in BLOCK and isinstance(module, torch.nn.Linear):
-            parent_name, _, child = name.rpartition(".")
-            setattr(model.get_submodule(parent_name), child, LoRALinear(module, r))
-
-
 @torch.no_grad()
 def heldout_loss(model: torch.nn.Module, windows: torch.Tensor) -> float:
     model.eval()
@@ -98,15 +74,11 @@ def worker(method: str, steps: int, batch: int, rank: int, seed: int) -> dict[st
     extra: dict[str, Any] = {}
     if method == "lora":
         r = lora_rank(model, rank)
-        try:
-            from peft import LoraConfig, get_peft_model
+        import peft  # the dev extra installs it: the LoRA a user would otherwise pick
 
-            lora = LoraConfig(r=r, lora_alpha=r, lora_dropout=0.0, target_modules=list(BLOCK))
-            model = get_peft_model(model, lora)
-            extra["lora_impl"] = "peft"
-        except ImportError:  # peft is not installed here: the same math, written out
-            add_lora_(model, r)
-            extra["lora_impl"] = "benchmark's LoRALinear (peft not installed)"
+        lora = peft.LoraConfig(r=r, lora_alpha=r, lora_dropout=0.0, target_modules=list(BLOCK))
+        model = peft.get_peft_model(model, lora)
+        extra["lora_impl"] = f"peft {peft.__version__}"
         cfg: Any = AdamWConfig(lr=2e-4, weight_decay=0.0)
         extra["lora_rank"] = r
     elif method == "adamw":

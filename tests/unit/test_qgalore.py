@@ -95,6 +95,43 @@ def test_galore_low_rank_state_is_small_and_svd_counted():
     assert st["exp_avg"].shape == (64, 4) and st["proj"].shape == (32, 4)
 
 
+def test_refresh_stagger_spreads_the_svds_and_holds_weights_until_their_first():
+    """With refresh_stagger S the n projected weights' first SVDs are spread over S steps (about n / S
+    per step, not n at step 0); a weight is unchanged until its first SVD; later refreshes stay spread."""
+    model = tiny_llama()
+    groups = galore_param_groups(model, rank=4, update_proj_gap=4, refresh_stagger=4)
+    projected = next(g for g in groups if g["rank"] is not None)["params"]
+    n = len(projected)  # 2 layers x 7 linears
+    opt = GaLoreAdamW(groups, lr=1e-3)
+    x = torch.randint(0, VOCAB, (2, 9))
+    totals = []
+    for step in range(8):
+        before = [p.detach().clone() for p in projected]
+        opt.zero_grad()
+        model(input_ids=x, labels=x).loss.backward()
+        opt.step()
+        totals.append(sum(opt.svd_counts().values()))
+        for k, (p, b) in enumerate(zip(projected, before, strict=True)):
+            first = k * 4 // n
+            assert torch.equal(p, b) == (step < first), (step, k)
+    per_step = [b - a for a, b in zip([0, *totals], totals, strict=False)]
+    assert per_step[:4] == [len([k for k in range(n) if k * 4 // n == s]) for s in range(4)]
+    assert max(per_step) <= -(-n // 4) and sum(per_step[:4]) == n
+    assert per_step[4:] == per_step[:4]  # the refreshes, update_proj_gap later, keep the spread
+    # without stagger every SVD runs at step 0
+    plain = GaLoreAdamW(galore_param_groups(tiny_llama(), rank=4, update_proj_gap=4), lr=1e-3)
+    assert plain.param_groups[-1]["refresh_stagger"] == 0
+
+
+def test_refresh_stagger_rejects_bad_values():
+    with pytest.raises(ConfigError, match="refresh_stagger"):
+        GaLoreConfig(rank=4, refresh_stagger=-1)
+    with pytest.raises(ConfigError, match="refresh_stagger"):
+        GaLoreConfig(rank=4, refresh_stagger=1.5)
+    with pytest.raises(ConfigError, match="refresh_stagger"):
+        GaLoreAdamW(galore_param_groups(tiny_llama(), rank=4, refresh_stagger=-2), lr=1e-3)
+
+
 def test_bad_param_groups_rejected():
     with pytest.raises(ConfigError, match="2-D"):
         GaLoreAdamW([{"params": [nn.Parameter(torch.randn(8))], "rank": 2}])

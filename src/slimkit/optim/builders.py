@@ -31,6 +31,7 @@ def _groups(
             scale=cfg.scale,
             proj_type=cfg.proj_type,
             svd=cfg.svd,
+            refresh_stagger=cfg.refresh_stagger,
             **options,
         )
     else:

@@ -36,6 +36,9 @@ class GaLoreConfig(OptimizerConfig):
         svd (str): ``full`` (``torch.linalg.svd``) or ``randomized`` (``torch.svd_lowrank``). Default: ``full``.
         targets (tuple[str, ...]): modules whose weights are projected. Default: attention/MLP linears.
         ignore (tuple[str, ...]): patterns removed from ``targets``. Default: ().
+        refresh_stagger (int): spread the projected weights' first SVDs (and so their later refreshes)
+            over this many steps; each weight takes no update until its first SVD. 0 = every SVD at
+            step 0, as the GaLore paper and galore-torch do. Default: 0.
         layerwise (bool): step each parameter inside backward (``slimkit.optim.layerwise``) so full
             gradients never coexist; incompatible with global gradient clipping and DDP. Default: False.
     """
@@ -50,6 +53,7 @@ class GaLoreConfig(OptimizerConfig):
     svd: str = "full"
     targets: tuple[str, ...] = BLOCK_LINEARS
     ignore: tuple[str, ...] = ()
+    refresh_stagger: int = 0
     layerwise: bool = False
 
     def __post_init__(self) -> None:
@@ -63,6 +67,9 @@ class GaLoreConfig(OptimizerConfig):
         check_range(f"{name}.eps", self.eps, 0.0, None, lo_inclusive=False)
         check_range(f"{name}.rank", self.rank, 1, None)
         check_range(f"{name}.update_proj_gap", self.update_proj_gap, 1, None)
+        if isinstance(self.refresh_stagger, bool) or not isinstance(self.refresh_stagger, int):
+            raise ConfigError(f"{name}.refresh_stagger must be an integer, got {self.refresh_stagger!r}")
+        check_range(f"{name}.refresh_stagger", self.refresh_stagger, 0, None)
         check_range(f"{name}.scale", self.scale, 0.0, None, lo_inclusive=False)
         check_choice(f"{name}.proj_type", self.proj_type, PROJ_TYPES)
         check_choice(f"{name}.svd", self.svd, SVD_METHODS)

@@ -18,12 +18,16 @@ dequantise -> add -> requantise with stochastic rounding (Q-GaLore, ``slimkit.op
 Group keys: ``lr``, ``betas`` (0.9, 0.999), ``eps`` 1e-6, ``weight_decay`` 0, ``rank`` None,
 ``update_proj_gap`` 200, ``scale`` 0.25, ``proj_type`` "std", ``svd`` "full", and Q-GaLore's
 ``proj_bits`` (None = float32 projections), ``proj_group_size`` 256, ``queue_size`` 5,
-``cos_threshold`` (None = fixed interval), ``gamma`` 2, ``stochastic_round`` True.
+``cos_threshold`` (None = fixed interval), ``gamma`` 2, ``stochastic_round`` True, and
+``refresh_stagger`` 0: with S > 0 the k-th of a group's n projected weights holds still for
+``floor(k·S / n)`` steps before its first SVD, so each of the first S steps runs about n / S SVDs instead
+of step 0 running all n (and the later refreshes, ``update_proj_gap`` apart, stay spread the same way).
+A held weight takes no update (no decay either): its moments and projection do not exist yet.
 
 Per-parameter state (plain tensors, numbers, strings and lists: ``torch.load(weights_only=True)``
 reads a saved ``state_dict``): ``step``, ``exp_avg``, ``exp_avg_sq`` and, for projected weights,
 ``side``, ``proj`` (float32) or ``proj_codes``/``proj_scale``/``proj_zero`` (quantised), ``proj_shape``,
-``svd_count``, ``gap``, ``next_svd``, ``cos_queue``.
+``svd_count``, ``gap``, ``next_svd``, ``cos_queue``, ``hold`` (steps left before the first SVD).
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ GROUP_DEFAULTS: dict[str, Any] = {
     "cos_threshold": None,
     "gamma": 2.0,
     "stochastic_round": True,
+    "refresh_stagger": 0,
 }
 
 
@@ -117,16 +122,20 @@ def refresh_projection_(grad: Tensor, state: dict[str, Any], group: dict[str, An
     return new if group["proj_bits"] is None else load_projection(state, group)
 
 
-def galore_adam_step(grad: Tensor, state: dict[str, Any], group: dict[str, Any]) -> Tensor:
+def galore_adam_step(
+    grad: Tensor, state: dict[str, Any], group: dict[str, Any], *, hold: int = 0
+) -> Tensor | None:
     """One GaLore-Adam step for one parameter: the full-space update ``-lr · back(N)`` (no decay).
 
     Args:
         grad: ``[m, n]`` (or any shape for an unprojected parameter).
         state: this parameter's optimizer state, initialised on first use (mutated).
         group: the parameter's group (``lr``, ``betas``, ``eps``, ``rank``, ...).
+        hold: steps a projected weight waits before its first SVD (read when ``state`` is initialised;
+            see ``refresh_stagger`` in the module docstring).
 
     Returns:
-        float32 update of ``grad``'s shape, to be added to the weight.
+        float32 update of ``grad``'s shape, to be added to the weight; None while the weight is held.
     """
     g = grad.float()
     rank = group["rank"]
@@ -135,6 +144,10 @@ def galore_adam_step(grad: Tensor, state: dict[str, Any], group: dict[str, Any])
         if rank is not None:
             state["side"] = pj.projection_side(tuple(g.shape), rank, group["proj_type"])
             state.update(svd_count=0, gap=int(group["update_proj_gap"]), next_svd=0, cos_queue=[])
+            state["hold"] = int(hold) if state["side"] != "identity" else 0
+    if state.get("hold", 0) > 0:
+        state["hold"] -= 1
+        return None
     side = state.get("side", "identity")
     if side != "identity":
         p = (
@@ -218,6 +231,9 @@ class GaLoreAdamW(torch.optim.Optimizer):
             raise ConfigError(f"{name}: svd must be one of {pj.SVD_METHODS}, got {group['svd']!r}")
         if int(group["update_proj_gap"]) < 1:
             raise ConfigError(f"{name}: update_proj_gap must be >= 1, got {group['update_proj_gap']!r}")
+        stagger = group.get("refresh_stagger") or 0
+        if not isinstance(stagger, int) or isinstance(stagger, bool) or stagger < 0:
+            raise ConfigError(f"{name}: refresh_stagger must be an integer >= 0, got {stagger!r}")
 
     # -- stepping ------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -244,7 +260,10 @@ class GaLoreAdamW(torch.optim.Optimizer):
             # DDP all-reduces only float parameters that require grad; int8 weights' grads by hand
             dist.all_reduce(grad)
             grad.div_(dist.get_world_size())
-        update = galore_adam_step(grad, self.state[p], group)
+        state = self.state[p]
+        update = galore_adam_step(grad, state, group, hold=0 if state else self._hold_steps(p, group))
+        if update is None:
+            return  # held until its staggered first SVD
         lr, wd = group["lr"], group["weight_decay"]
         if owner is not None:
             w = owner.dequantized_weight()
@@ -255,6 +274,17 @@ class GaLoreAdamW(torch.optim.Optimizer):
             if wd:
                 p.mul_(1 - lr * wd)
             p.add_(update.to(p.dtype))
+
+    @staticmethod
+    def _hold_steps(p: Tensor, group: dict[str, Any]) -> int:
+        """Steps ``p`` waits before its first SVD: ``floor(k · S / n)`` for the k-th of the group's n
+        parameters under ``refresh_stagger`` S (0 without stagger or for an unprojected group)."""
+        stagger = int(group.get("refresh_stagger") or 0)
+        if stagger <= 0 or group["rank"] is None:
+            return 0
+        params = group["params"]
+        k = next(i for i, q in enumerate(params) if q is p)
+        return k * stagger // len(params)
 
     def configure_for_loop(self, *, grad_accum: int, clip_norm: float | None) -> None:
         """Called by :func:`slimkit.train.train`: layer-wise stepping needs the accumulation count and
