@@ -11,7 +11,8 @@ tokens/s over the other steps; the last-step train loss and the held-out loss (d
 with the full SVD and the randomized one (``torch.svd_lowrank``), rank 512, and the fraction of the
 gradient's energy each subspace keeps. Prints tables, writes ``benchmarks/results/optim_memory.json``.
 
-    OMP_NUM_THREADS=1 python benchmarks/optim_memory.py [--steps 12] [--batch 4] [--threads 1]
+    OMP_NUM_THREADS=1 python benchmarks/optim_memory.py [--steps 12] [--batch 4] [--threads 1] \
+        [--methods adamw galore q-galore q-galore-layerwise q-galore-layerwise-stagger] [--out-name optim_memory]
 """
 
 from __future__ import annotations
@@ -179,6 +180,7 @@ def main() -> None:
     ap.add_argument("--svd-reps", type=int, default=2)
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out-name", default="optim_memory", help="results file name (without .json)")
     ap.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -239,7 +241,7 @@ def main() -> None:
         [[r["method"], f"{r['best_s']:.3f}", f"{r['energy_kept']:.4f}"] for r in svd],
     )
     path = write_result(
-        "optim_memory",
+        args.out_name,
         {
             "settings": {
                 "shape": SHAPE,
