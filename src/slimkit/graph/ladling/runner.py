@@ -14,7 +14,6 @@ With a disjoint view an ingredient trains on its share of the graph plus an L-ho
 from __future__ import annotations
 
 import contextlib
-import gc
 import math
 import os
 import time
@@ -27,6 +26,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from slimkit.core.devices import resolve_device
+from slimkit.core.limits import release_freed_memory
 from slimkit.core.progress import track
 from slimkit.graph.ladling.config import SOUP_NAMES, LadlingConfig
 from slimkit.graph.ladling.ingredients import Ingredient, train_ingredient
@@ -168,7 +168,7 @@ def run_ladling(
         if owned and ctx.rank != 0:
             # what this rank trains on is in ``work`` already; the views' closures held the graph too
             work, graph, views = list(work), None, None
-            gc.collect()
+            release_freed_memory()
         start = time.perf_counter()
         iterator = track(work, f"ingredients (rank {ctx.rank})", total=len(mine)) if progress else work
         local = [train_ingredient(cfg, sub, view, i, device=dev) for i, sub, view in iterator]
