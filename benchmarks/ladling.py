@@ -9,10 +9,13 @@ ingredient recipe (data view × shared/independent initialisation), over 3 run s
 Test accuracy is mean ± std over the seeds (the graph is fixed; the seed drives initialisation,
 sampling and dropout). Then wall-clock of the whole ingredient phase with ``torchrun`` 1 vs 2 processes
 (gloo, 1 thread each), and the peak resident-memory increase while training one ingredient vs the
-full-graph model, each measured in a fresh process on a larger CSBM graph. Prints tables, writes
+full-graph model, each measured in a fresh process on a larger CSBM graph; and the whole resident memory
+(graph included) of a disjoint worker — its share plus halo, the rest of the graph freed, as a non-zero
+``torchrun`` rank holds it — vs a process training on the full graph. Prints tables, writes
 ``benchmarks/results/ladling.json``.
 
     python benchmarks/ladling.py [--quick] [--planetoid DIR/Cora] [--ogb DIR/ogbn-arxiv]
+    python benchmarks/ladling.py --process-only --out-name ladling_workers
 """
 
 from __future__ import annotations
@@ -210,6 +213,66 @@ def memory_child(kind: str, args: argparse.Namespace) -> None:
     print(json.dumps({"peak_increase_mib": peak - before, "seconds": time.perf_counter() - start}))
 
 
+PROCESS_KINDS = ("full-process", "disjoint-worker", "disjoint-worker-halo0")
+
+
+def process_child(kind: str, args: argparse.Namespace) -> None:
+    """Runs in a fresh process: resident memory above the interpreter's (imports done, no graph yet) of
+    a process that trains on the full graph, or of a disjoint worker as a non-zero torchrun rank runs
+    it (load, partition, keep ingredient 0's share plus halo, free the rest, train). Graph included."""
+    torch.set_num_threads(1)
+    from slimkit.core.limits import release_freed_memory
+    from slimkit.graph import load_dataset
+    from slimkit.graph.ladling import train_full_graph_baseline, train_ingredient
+    from slimkit.graph.views import make_views, worker_subgraph
+
+    base = _reset_peak_rss()
+    data = load_dataset(MEMORY_GRAPH)
+    extra = {"disjoint": True} if kind != "full-process" else {}
+    if kind == "disjoint-worker-halo0":
+        extra["halo"] = 0
+    cfg = ladling_config("metis", "shared", 0, args, extra)
+    cfg = cfg.replace(train=cfg.train.replace(epochs=MEMORY_EPOCHS))
+    info: dict[str, Any] = {"full_nodes": data.num_nodes, "full_edges": data.edge_index.size(1)}
+    if kind == "full-process":
+        load_peak = _status_mib("VmHWM") - base
+        release_freed_memory()  # as the worker does, so neither row counts the other's leftovers
+        graph_mib = _reset_peak_rss() - base
+        start = time.perf_counter()
+        train_full_graph_baseline(cfg, data, epochs=MEMORY_EPOCHS)
+    else:
+        views = make_views(cfg.view, data, cfg.ingredients, seed=cfg.seed)
+        hops = cfg.view.halo if cfg.view.halo >= 0 else cfg.model.layers
+        sub = worker_subgraph(data, views[0].share, hops)
+        view = views[0].on(sub)
+        info.update(share_nodes=int(sub.share_mask.sum()), nodes=sub.num_nodes, edges=sub.edge_index.size(1))
+        load_peak = _status_mib("VmHWM") - base  # loading, partitioning and slicing the whole graph
+        del data, views  # what run_ladling does on a rank other than 0
+        release_freed_memory()
+        graph_mib = _reset_peak_rss() - base
+        start = time.perf_counter()
+        train_ingredient(cfg, sub, view, 0)
+    peak = _status_mib("VmHWM") - base
+    info.update(held_after_load_mib=graph_mib, load_peak_mib=load_peak, train_peak_mib=peak)
+    info["seconds"] = time.perf_counter() - start
+    print(json.dumps(info))
+
+
+def processes(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for kind in PROCESS_KINDS:
+        cmd = [sys.executable, __file__, "--process-child", kind, "--ingredients", str(args.ingredients)]
+        cmd += ["--hidden", str(args.hidden)]
+        proc = subprocess.run(
+            cmd, check=True, capture_output=True, text=True, env={**os.environ, "SLIMKIT_PROGRESS": "0"}
+        )
+        out[kind] = json.loads(proc.stdout.strip().splitlines()[-1])
+        full = out["full-process"]["train_peak_mib"]
+        out[kind]["ratio_to_full"] = out[kind]["train_peak_mib"] / full
+        print(f"  process {kind}: peak +{out[kind]['train_peak_mib']:.0f} MiB while training", flush=True)
+    return out
+
+
 def memory(args: argparse.Namespace) -> dict[str, Any]:
     out = {}
     for kind in ("full", "metis", "neighbor", "saint-rw"):
@@ -243,27 +306,38 @@ def main() -> None:
     parser.add_argument(
         "--memory-child", choices=["full", "metis", "neighbor", "saint-rw"], help=argparse.SUPPRESS
     )
+    parser.add_argument("--process-child", choices=PROCESS_KINDS, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--process-only", action="store_true", help="only the whole-process memory of a disjoint worker"
+    )
     args = parser.parse_args()
     if args.quick:
         args.seeds, args.ingredients, args.epochs = 1, 4, 10
     if args.memory_child:
         memory_child(args.memory_child, args)
         return
+    if args.process_child:
+        process_child(args.process_child, args)
+        return
     torch.set_num_threads(1)
 
     start = time.perf_counter()
     specs = [CSBM] + [f"planetoid:{p}" for p in args.planetoid] + [f"ogb:{p}" for p in args.ogb]
-    if args.memory_only:
+    if args.memory_only or args.process_only:
         specs, args.skip_parallel = [], True
+    args.skip_memory = args.skip_memory or args.process_only
     accuracy = {}
     for spec in specs:
         print(f"accuracy on {spec}", flush=True)
         accuracy[spec] = accuracy_study(spec, args)
     parallel = None if args.skip_parallel else wallclock(args)
-    mem = {}
+    mem, procs = {}, {}
     if not args.skip_memory:
         print("peak memory", flush=True)
         mem = memory(args)
+    if not args.skip_memory or args.process_only:
+        print("whole-process memory", flush=True)
+        procs = processes(args)
 
     for spec, study in accuracy.items():
         print(
@@ -304,6 +378,35 @@ def main() -> None:
             ],
         )
 
+    if procs:
+        print(
+            f"\nProcess resident memory above the interpreter (MiB), graph included, {MEMORY_EPOCHS} epochs, "
+            f"on {MEMORY_GRAPH}"
+        )
+        print_table(
+            [
+                "process",
+                "nodes held",
+                "edges held",
+                "held before training",
+                "peak training",
+                "vs full",
+                "load peak",
+            ],
+            [
+                [
+                    k,
+                    v.get("nodes", v["full_nodes"]),
+                    v.get("edges", v["full_edges"]),
+                    f"{v['held_after_load_mib']:.0f}",
+                    f"{v['train_peak_mib']:.0f}",
+                    f"{v['ratio_to_full']:.3f}x",
+                    f"{v['load_peak_mib']:.0f}",
+                ]
+                for k, v in procs.items()
+            ],
+        )
+
     path = write_result(
         args.out_name,
         {
@@ -317,6 +420,7 @@ def main() -> None:
             "accuracy": accuracy,
             "parallel": parallel,
             "memory": mem,
+            "processes": procs,
             "paper": PAPER,
             "seconds": time.perf_counter() - start,
         },

@@ -20,11 +20,15 @@ LADLING_HELP = (
     "2306.10466). Writes results.json, soups.json, soup.safetensors and ladling.png to --out.\n\n"
     "Datasets: csbm[:key=value,...] | karate | world[:label=type|country] | planetoid:DIR/Cora | "
     "ogb:DIR/ogbn-arxiv (local files; --download to fetch missing ones).\n\n"
-    "Under torchrun each rank trains its share of the ingredients; states are gathered once at the end.\n\n"
+    "Under torchrun each rank trains its share of the ingredients; states are gathered once at the end. "
+    "With --disjoint each ingredient trains on its share of the graph plus a --halo-hop neighbourhood, "
+    "and ranks other than 0 free the rest of the graph.\n\n"
     "Examples:\n\n"
     "    slimkit graph ladling --dataset csbm --model sage --ingredients 8 --view metis --out runs/csbm\n\n"
     "    slimkit graph ladling --dataset planetoid:data/Cora --model gcn --view neighbor --soup greedy --out runs/cora\n\n"
-    "    torchrun --nproc-per-node 2 -m slimkit.cli.main graph ladling --dataset csbm --out runs/csbm-2p"
+    "    torchrun --nproc-per-node 2 -m slimkit.cli.main graph ladling --dataset csbm --out runs/csbm-2p\n\n"
+    "    torchrun --nproc-per-node 2 -m slimkit.cli.main graph ladling --dataset csbm:nodes=100000 --view metis "
+    "--disjoint --halo 0 --out runs/csbm-disjoint"
 )
 
 
@@ -72,6 +76,11 @@ def ladling(
         "--cluster-fraction",
         help="metis/random: each ingredient keeps to a random subset of this fraction of the clusters.",
     ),
+    halo: int = typer.Option(
+        -1,
+        "--halo",
+        help="--disjoint: hops of neighbourhood kept around a share (-1: the model's depth, exact validation; 0: none).",
+    ),
     fanouts: str | None = typer.Option(
         None, "--fanouts", help="neighbor: per-hop fan-out, e.g. 25,10 (default: 25,10,5,...)."
     ),
@@ -116,6 +125,7 @@ def ladling(
             clusters_per_batch=clusters_per_batch,
             disjoint=disjoint,
             cluster_fraction=cluster_fraction,
+            halo=halo,
             fanouts=_fanouts(fanouts, layers),
             batch_size=batch_size,
         ),
@@ -130,11 +140,13 @@ def ladling(
     resolve_device(device)
     inputs = _dataset_dirs(spec)
     check_output_dir(out, protect=inputs, overwrite=overwrite)
-    data = load_dataset(spec, download=download)
-    result = run_ladling(cfg, data, device=device)
+    # a loader, not the graph: with --disjoint a non-zero torchrun rank keeps only its share (plus
+    # halo) of what it loads, and frees the rest before training
+    result = run_ladling(cfg, lambda: load_dataset(spec, download=download), device=device)
     if result is None:  # a non-zero torchrun rank: rank 0 reports
         return
-    base = train_full_graph_baseline(cfg, data, device=device) if baseline else None
+    # the loaders are deterministic: reading the graph again costs less than holding it on every rank
+    base = train_full_graph_baseline(cfg, load_dataset(spec), device=device) if baseline else None
     name = dataset_name(spec)
     path = save_run(
         result,

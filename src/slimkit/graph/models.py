@@ -95,8 +95,23 @@ class GNN(nn.Module):
 LAYERWISE_CHUNK = 8192
 
 
+def gcn_degree(edge_index: Tensor, num_nodes: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """``d̂ [N]``: in-degree with a self-loop added where none is (``Â = A + I``), as GCNConv counts it."""
+    from torch_geometric.utils import add_remaining_self_loops
+
+    loops, _ = add_remaining_self_loops(edge_index, num_nodes=num_nodes)
+    return torch.bincount(loops[1], minlength=num_nodes).to(dtype)
+
+
 @torch.no_grad()
-def layerwise_forward(model: GNN, x: Tensor, edge_index: Tensor, *, chunk: int = LAYERWISE_CHUNK) -> Tensor:
+def layerwise_forward(
+    model: GNN,
+    x: Tensor,
+    edge_index: Tensor,
+    *,
+    chunk: int = LAYERWISE_CHUNK,
+    deg: Tensor | None = None,
+) -> Tensor:
     """The eval-mode output of ``model(x, edge_index)`` ``[N, C]``, computed layer by layer over chunks of
     target nodes, so memory is bounded by one layer's node states plus one chunk's edges.
 
@@ -109,7 +124,8 @@ def layerwise_forward(model: GNN, x: Tensor, edge_index: Tensor, *, chunk: int =
     ``d_i^{-1/2} d_j^{-1/2}`` is computed once from the full graph's degrees. The sub-batch puts
     ``T`` first, so self-loops that GAT and GCN add to the first ``|T|`` nodes land on the targets.
     ``x`` and ``edge_index`` may live on the CPU while the model is on an accelerator: only one
-    chunk at a time is moved.
+    chunk at a time is moved. ``deg [N]`` overrides GCN's degrees (:func:`gcn_degree` of the graph
+    ``x`` was cut from, for a :func:`~slimkit.graph.views.worker_subgraph`).
     """
     from torch_geometric.utils import add_remaining_self_loops
 
@@ -123,8 +139,8 @@ def layerwise_forward(model: GNN, x: Tensor, edge_index: Tensor, *, chunk: int =
     ptr = torch.searchsorted(dst, torch.arange(0, n + 1, device=dst.device))
     gcn = isinstance(model.convs[0], GCNConv)
     if gcn:  # global symmetric normalisation, as GCNConv(normalize=True) computes it on the whole graph
-        loops, _ = add_remaining_self_loops(torch.stack([src, dst]), num_nodes=n)
-        deg = torch.bincount(loops[1], minlength=n).to(x.dtype)
+        if deg is None:
+            deg = gcn_degree(torch.stack([src, dst]), n, x.dtype)
         dinv = deg.pow(-0.5).masked_fill_(deg == 0, 0.0)
     h = x
     try:

@@ -67,18 +67,30 @@ class TrainResult:
     history: list[tuple[int, float]] = field(default_factory=list)  # (epoch, val_acc)
 
 
+def num_classes_of(data: Data) -> int:
+    """Classes of the whole graph: ``full_num_classes`` on a worker's subgraph (whose share may miss
+    a class), else ``max(y) + 1``."""
+    return int(data.full_num_classes) if "full_num_classes" in data else int(data.y.max()) + 1
+
+
+def _forward(model: nn.Module, data: Data) -> Tensor:
+    # a worker subgraph carries the full graph's GCN degrees (its halo's own edges are truncated)
+    deg = data.gcn_deg if "gcn_deg" in data else None
+    return layerwise_forward(model, data.x, data.edge_index, deg=deg)
+
+
 @torch.no_grad()
 def accuracy(model: nn.Module, data: Data, mask: Tensor) -> float:
     """Share of ``mask`` nodes whose arg-max prediction (the full-graph eval-mode output, computed layer
     by layer in chunks by :func:`~slimkit.graph.models.layerwise_forward`) is right."""
-    pred = layerwise_forward(model, data.x, data.edge_index).argmax(dim=-1)
+    pred = _forward(model, data).argmax(dim=-1)
     return float((pred[mask] == data.y[mask]).float().mean()) if mask.any() else 0.0
 
 
 @torch.no_grad()
 def split_accuracies(model: nn.Module, data: Data) -> dict[str, float]:
     """``{"train": acc, "val": acc, "test": acc}`` from one full-graph output (layer-wise, chunked)."""
-    pred = layerwise_forward(model, data.x, data.edge_index).argmax(dim=-1)
+    pred = _forward(model, data).argmax(dim=-1)
     out = {}
     for split in ("train", "val", "test"):
         mask = data[f"{split}_mask"]
@@ -97,7 +109,8 @@ def train_model(
 
     ``data`` may stay on the host while the model is on an accelerator: each batch's features, labels
     and edges are moved to the model's device, and validation runs layer by layer in chunks, so the
-    device never holds the whole graph.
+    device never holds the whole graph. Validation scores ``data.val_mask``: on a worker's
+    :func:`~slimkit.graph.views.worker_subgraph`, the share's own validation nodes.
 
     All randomness (batch order, samples, dropout) comes from ``generator`` and the global torch RNG,
     which the caller seeds, so a run is a function of its seeds.

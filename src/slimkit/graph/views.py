@@ -18,6 +18,9 @@ Views (``ViewConfig.kind``):
   (:func:`assign_parts`; *strictly partitioned*); with ``cluster_fraction < 1`` each ingredient keeps
   to its own random subset of that fraction of the clusters (overlapping subsets, drawn from the
   run seed and the ingredient index). A share with no training node is a ``DataError``.
+  A disjoint ingredient can train on :func:`worker_subgraph` — its share plus an ``halo``-hop
+  neighbourhood, re-indexed — instead of the whole graph (:meth:`ClusterView.on`): its cluster
+  batches only ever touch the share's nodes, so training is unchanged.
 - ``random``: the same over a random balanced node partition.
 - ``neighbor``: GraphSAGE neighbour sampling: ``batch_size`` training seeds, ``fanouts[l]``
   neighbours per node at hop ``l`` (without replacement; all when fewer; -1 = all); loss on the seeds.
@@ -65,6 +68,10 @@ class ViewConfig(Config):
         batch_size (int): ``neighbor`` seed nodes per step. Default: 256.
         roots (int): ``saint-rw`` walk roots per subgraph. Default: 256.
         walk_length (int): ``saint-rw`` steps per walk. Default: 2 (the reference default).
+        halo (int): ``disjoint``: hops of in-neighbourhood a worker holds around its share
+            (:func:`worker_subgraph`); -1 = the model's depth, so validation on the share's nodes is
+            the full-graph output exactly; 0 = the share's induced subgraph alone (validation inside
+            it). Default: -1.
     """
 
     kind: str = "metis"
@@ -76,6 +83,7 @@ class ViewConfig(Config):
     batch_size: int = 256
     roots: int = 256
     walk_length: int = 2
+    halo: int = -1
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -94,6 +102,10 @@ class ViewConfig(Config):
             # a sampler that ignores the flag would train every ingredient on the whole graph
             raise ConfigError(f"disjoint applies to the metis and random views only, not {self.kind!r}")
         check_range("cluster_fraction", self.cluster_fraction, 0.0, 1.0, lo_inclusive=False)
+        check_range("halo", self.halo, -1, 64)
+        if self.halo != -1 and not self.disjoint:
+            # only a disjoint worker drops the rest of the graph; elsewhere the flag would do nothing
+            raise ConfigError(f"halo applies to disjoint views only, got halo={self.halo} without disjoint")
         if self.cluster_fraction < 1.0:
             if self.kind not in ("metis", "random"):
                 raise ConfigError(
@@ -125,6 +137,35 @@ class View:
 
     def __repr__(self) -> str:
         return f"View({self.name}, train_nodes={self.train_nodes})"
+
+
+class ClusterView(View):
+    """A ClusterGCN view: each epoch, ``per_batch`` random clusters at a time, as their induced subgraph.
+
+    ``clusters[j]`` are the (sorted) node ids of the view's ``j``-th cluster in ``data``; ``data`` is
+    the graph they index (the whole graph, or a worker's subgraph after :meth:`on`).
+    """
+
+    def __init__(
+        self, name: str, clusters: list[Tensor], per_batch: int, data: Data, train_nodes: int
+    ) -> None:
+        super().__init__(name, _cluster_epoch(clusters, per_batch, data), train_nodes)
+        self.clusters, self.per_batch = clusters, per_batch
+
+    @property
+    def share(self) -> Tensor:
+        """Every node the view's batches can touch, sorted ``[n]``."""
+        return torch.cat(self.clusters).sort().values
+
+    def on(self, sub: Data) -> ClusterView:
+        """The same view over ``sub``, a :func:`worker_subgraph` holding the share (``sub.n_id``: its
+        sorted global ids). The local ids keep the global order, so every batch has the same nodes,
+        the same edges in the same order and the same loss nodes: training is bit-identical."""
+        missing = sum(int((~torch.isin(c, sub.n_id)).sum()) for c in self.clusters)
+        if missing:
+            raise DataError(f"the subgraph lacks {missing} nodes of the view's share")
+        local = [torch.searchsorted(sub.n_id, c) for c in self.clusters]
+        return ClusterView(self.name, local, self.per_batch, sub, self.train_nodes)
 
 
 # -- graph structure helpers ---------------------------------------------------------------------------
@@ -218,6 +259,65 @@ def random_walks(csr: CSR, roots: Tensor, walk_length: int, generator: torch.Gen
         current = torch.where(deg > 0, step, current)
         path.append(current)
     return torch.stack(path, dim=1)
+
+
+def in_neighborhood(edge_index: Tensor, nodes: Tensor, num_nodes: int, hops: int) -> Tensor:
+    """Hop distance ``[N]`` from ``nodes`` along incoming edges (``j → i`` reaches ``j`` from ``i``):
+    0 on ``nodes``, ``k`` for nodes ``k`` hops upstream, -1 beyond ``hops``."""
+    dist = torch.full((num_nodes,), -1, dtype=torch.long)
+    dist[nodes] = 0
+    src, dst = edge_index
+    for k in range(1, hops + 1):
+        frontier = dist == k - 1
+        new = src[frontier[dst]]
+        new = new[dist[new] < 0]
+        if new.numel() == 0:
+            break
+        dist[new] = k
+    return dist
+
+
+def worker_subgraph(data: Data, share: Tensor, hops: int) -> Data:
+    """What a disjoint worker holds: its ``share`` of the nodes plus their ``hops``-hop halo, re-indexed.
+
+    A node's output after L message-passing layers depends only on its L-hop in-neighbourhood. With
+    ``S`` the share and ``H_k`` the nodes at most ``k`` hops upstream of it (``H_0 = S``), the subgraph
+    keeps the nodes ``H_hops`` (in global order) and the edges ``j → i`` with ``j ∈ H_hops`` and
+    ``i ∈ H_{max(hops-1, 0)}`` (the edges into the outermost ring feed no node within ``hops - 1``
+    hops). So for an L-layer model and ``hops = L`` the output on ``S`` is the full-graph output,
+    exactly; ``gcn_deg`` carries the full graph's degrees for GCN's normalisation, which the ring
+    nodes' truncated edges would change.
+
+    Returns a ``Data`` with ``x [n, F]``, ``y [n]``, ``edge_index [2, e]`` (local ids, the original
+    edge order), the masks restricted to the share (a halo node is never trained, validated or tested
+    on), ``share_mask [n]``, ``n_id [n]`` (global ids, sorted), ``gcn_deg [n]``, and
+    ``full_num_nodes`` / ``full_num_classes`` of the whole graph.
+    """
+    from slimkit.graph.models import gcn_degree
+
+    n = data.num_nodes
+    share = share.unique()
+    dist = in_neighborhood(data.edge_index, share, n, hops)
+    keep_node = dist >= 0
+    inner = keep_node & (dist <= max(hops - 1, 0))
+    src, dst = data.edge_index
+    keep_edge = keep_node[src] & inner[dst]
+    n_id = keep_node.nonzero().view(-1)  # sorted, so local ids keep the global order
+    local = torch.full((n,), -1, dtype=torch.long)
+    local[n_id] = torch.arange(n_id.numel())
+    share_mask = dist[n_id] == 0
+    sub = Data(
+        x=data.x[n_id],
+        y=data.y[n_id],
+        edge_index=torch.stack([local[src[keep_edge]], local[dst[keep_edge]]]),
+        num_nodes=n_id.numel(),
+    )
+    for split in ("train", "val", "test"):
+        sub[f"{split}_mask"] = data[f"{split}_mask"][n_id] & share_mask
+    sub.share_mask, sub.n_id = share_mask, n_id
+    sub.gcn_deg = gcn_degree(data.edge_index, n, data.x.dtype)[n_id]
+    sub.full_num_nodes, sub.full_num_classes = n, int(data.y.max()) + 1
+    return sub
 
 
 # -- partitions ----------------------------------------------------------------------------------------
@@ -330,7 +430,8 @@ def make_views(cfg: ViewConfig, data: Data, num_ingredients: int, *, seed: int =
                     f"({int(data.train_mask.sum())} training nodes, {num_parts} parts, "
                     f"{num_ingredients} ingredients); use fewer ingredients or a non-disjoint view"
                 )
-            views.append(View(cfg.kind, _cluster_epoch(part, own, cfg.clusters_per_batch, data), reach))
+            clusters = [(part == p).nonzero().view(-1) for p in own.tolist()]
+            views.append(ClusterView(cfg.kind, clusters, cfg.clusters_per_batch, data, reach))
         return views
     csr = CSR.from_edge_index(edge_index, n)
     if cfg.kind == "neighbor":
@@ -341,10 +442,8 @@ def make_views(cfg: ViewConfig, data: Data, num_ingredients: int, *, seed: int =
 
 
 def _cluster_epoch(
-    part: Tensor, own: Tensor, per_batch: int, data: Data
+    members: list[Tensor], per_batch: int, data: Data
 ) -> Callable[[torch.Generator], Iterator[Batch]]:
-    members = [(part == p).nonzero().view(-1) for p in own.tolist()]
-
     def epoch(g: torch.Generator) -> Iterator[Batch]:
         order = torch.randperm(len(members), generator=g).tolist()
         for start in range(0, len(order), per_batch):

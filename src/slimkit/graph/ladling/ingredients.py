@@ -17,7 +17,7 @@ from torch_geometric.data import Data
 
 from slimkit.graph.ladling.config import LadlingConfig
 from slimkit.graph.models import build_model
-from slimkit.graph.train import train_model
+from slimkit.graph.train import num_classes_of, train_model
 from slimkit.graph.views import View
 
 
@@ -51,11 +51,14 @@ def train_ingredient(
     """Build ingredient ``index`` from its initialisation seed and train it on ``view``.
 
     The model lives on ``device`` (default: ``data``'s); ``data`` may stay on the host, since only the
-    view's batches and chunks of the layer-wise validation are moved to the device. The global RNG
-    is forked, so the caller's state is kept.
+    view's batches and chunks of the layer-wise validation are moved to the device. ``data`` may also
+    be a :func:`~slimkit.graph.views.worker_subgraph` with ``view`` moved onto it
+    (:meth:`~slimkit.graph.views.ClusterView.on`): the same batches, so the same training, with
+    validation on the share's own validation nodes. The global RNG is forked, so the caller's state
+    is kept.
     """
     device = device if device is not None else data.x.device
-    num_classes = int(data.y.max()) + 1
+    num_classes = num_classes_of(data)
     model = build_model(cfg.model, data.num_features, num_classes, seed=init_seed_for(cfg, index)).to(device)
     _, train_seed = ingredient_seeds(cfg.seed, index)
     cuda = device.type == "cuda"

@@ -5,6 +5,10 @@ Under ``torchrun`` (``WORLD_SIZE > 1``) rank ``r`` trains ingredients ``i ≡ r 
 states are gathered in a single collective after training (gloo on CPU, NCCL on CUDA) and rank 0
 makes the soups. Every ingredient is a function of ``(seed, i)`` only, so the sequential path in one
 process gives the same ingredients and the same soup.
+
+With a disjoint view an ingredient trains on its share of the graph plus an L-hop halo
+(:func:`~slimkit.graph.views.worker_subgraph`), and a rank other than 0 that loaded the graph itself
+(``data`` a loader) frees the rest before training: only rank 0 needs the whole graph, for the soups.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -22,13 +26,14 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from slimkit.core.devices import resolve_device
+from slimkit.core.limits import release_freed_memory
 from slimkit.core.progress import track
 from slimkit.graph.ladling.config import SOUP_NAMES, LadlingConfig
 from slimkit.graph.ladling.ingredients import Ingredient, train_ingredient
 from slimkit.graph.ladling.soups import Soup, check_compatible, make_soup
 from slimkit.graph.models import GNN, build_model, recompute_norm_stats_
-from slimkit.graph.train import accuracy, train_model
-from slimkit.graph.views import ViewConfig, make_views
+from slimkit.graph.train import accuracy, num_classes_of, train_model
+from slimkit.graph.views import ClusterView, View, ViewConfig, make_views, worker_subgraph
 
 State = dict[str, Tensor]
 _METRIC_FIELDS = ("index", "val_acc", "best_epoch", "steps", "seconds", "peak_memory_mb", "train_nodes")
@@ -130,27 +135,67 @@ def local_device(device: str | torch.device) -> torch.device:
 
 
 def run_ladling(
-    cfg: LadlingConfig, data: Data, *, device: str | torch.device = "cpu", progress: bool = True
+    cfg: LadlingConfig,
+    data: Data | Callable[[], Data],
+    *,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
 ) -> LadlingResult | None:
     """Train ``cfg.ingredients`` ingredients and cook the soups. Returns the result on rank 0 (or in a
-    single process) and ``None`` on the other ranks."""
+    single process) and ``None`` on the other ranks.
+
+    ``data`` is the graph, or a callable that loads it. With a disjoint view every ingredient trains
+    on its :func:`~slimkit.graph.views.worker_subgraph` (its share plus ``halo`` hops, default the
+    model's depth) instead of the whole graph: the same batches, so the same training; validation
+    during training scores the share's own validation nodes (the soups are still chosen on the full
+    validation set, on rank 0). A rank other than 0 given a loader then keeps only its ingredients'
+    subgraphs and frees the rest of the graph before training; rank 0 keeps it for the soups.
+    """
     dev = local_device(device)
     with distributed_context(dev) as ctx:
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
+        # a graph this function loaded is one it may free (a ``Data`` is itself callable: test the type)
+        owned = not isinstance(data, Data)
         # the graph stays on the host: ingredients move their batches, evaluation its chunks, so a
         # device holds one ingredient's share (and the model), never the whole graph
-        data = data.cpu()
-        views = make_views(cfg.view, data, cfg.ingredients, seed=cfg.seed)
+        graph: Data | None = (data() if owned else data).cpu()  # type: ignore[operator]
+        del data
+        in_dim, num_classes = graph.num_features, num_classes_of(graph)
+        views = make_views(cfg.view, graph, cfg.ingredients, seed=cfg.seed)
         mine = list(range(ctx.rank, cfg.ingredients, ctx.world_size))
+        work = _worker_inputs(cfg, graph, views, mine)
+        if owned and ctx.rank != 0:
+            # what this rank trains on is in ``work`` already; the views' closures held the graph too
+            work, graph, views = list(work), None, None
+            release_freed_memory()
         start = time.perf_counter()
-        iterator = track(mine, f"ingredients (rank {ctx.rank})") if progress else mine
-        local = [train_ingredient(cfg, data, views[i], i, device=dev) for i in iterator]
-        ingredients = gather_ingredients(local, cfg, data, ctx, dev) if ctx.world_size > 1 else local
+        iterator = track(work, f"ingredients (rank {ctx.rank})", total=len(mine)) if progress else work
+        local = [train_ingredient(cfg, sub, view, i, device=dev) for i, sub, view in iterator]
+        if ctx.world_size > 1:
+            ingredients = gather_ingredients(local, cfg, in_dim, num_classes, ctx, dev)
+        else:
+            ingredients = local
         train_seconds = time.perf_counter() - start
         if ctx.rank != 0:
             return None
-    return _cook(cfg, data, ingredients, ctx.world_size, train_seconds, dev)
+    assert graph is not None
+    return _cook(cfg, graph, ingredients, ctx.world_size, train_seconds, dev)
+
+
+def _worker_inputs(
+    cfg: LadlingConfig, data: Data, views: list[View], indices: list[int]
+) -> Iterator[tuple[int, Data, View]]:
+    """``(index, graph, view)`` each ingredient trains on: the whole graph, or for a disjoint view its
+    share plus halo with the view moved onto it (built one at a time, so one subgraph is alive)."""
+    hops = cfg.view.halo if cfg.view.halo >= 0 else cfg.model.layers
+    for i in indices:
+        view = views[i]
+        if cfg.view.disjoint and isinstance(view, ClusterView):
+            sub = worker_subgraph(data, view.share, hops)
+            yield i, sub, view.on(sub)
+        else:
+            yield i, data, view
 
 
 def _cook(
@@ -194,7 +239,12 @@ def _cook(
 
 
 def gather_ingredients(
-    local: list[Ingredient], cfg: LadlingConfig, data: Data, ctx: _Dist, device: torch.device
+    local: list[Ingredient],
+    cfg: LadlingConfig,
+    in_dim: int,
+    num_classes: int,
+    ctx: _Dist,
+    device: torch.device,
 ) -> list[Ingredient]:
     """All ingredients on every rank, by index, from one all-gather per state entry.
 
@@ -202,8 +252,7 @@ def gather_ingredients(
     (padding marked by index -1), which NCCL and gloo both support.
     """
     slots = math.ceil(cfg.ingredients / ctx.world_size)
-    num_classes = int(data.y.max()) + 1
-    template = build_model(cfg.model, data.num_features, num_classes).state_dict()
+    template = build_model(cfg.model, in_dim, num_classes).state_dict()
     comm = device if device.type == "cuda" else torch.device("cpu")
 
     def all_gather(buf: Tensor) -> list[Tensor]:
