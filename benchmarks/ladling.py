@@ -213,7 +213,7 @@ def memory_child(kind: str, args: argparse.Namespace) -> None:
     print(json.dumps({"peak_increase_mib": peak - before, "seconds": time.perf_counter() - start}))
 
 
-PROCESS_KINDS = ("full-process", "disjoint-worker", "disjoint-worker-halo0")
+PROCESS_KINDS = ("full-process", "disjoint-worker", "disjoint-worker-exact-halo")
 
 
 def process_child(kind: str, args: argparse.Namespace) -> None:
@@ -229,8 +229,8 @@ def process_child(kind: str, args: argparse.Namespace) -> None:
     base = _reset_peak_rss()
     data = load_dataset(MEMORY_GRAPH)
     extra = {"disjoint": True} if kind != "full-process" else {}
-    if kind == "disjoint-worker-halo0":
-        extra["halo"] = 0
+    if kind == "disjoint-worker-exact-halo":
+        extra["halo"] = -1  # the model's depth: exact validation on the share's nodes
     cfg = ladling_config("metis", "shared", 0, args, extra)
     cfg = cfg.replace(train=cfg.train.replace(epochs=MEMORY_EPOCHS))
     info: dict[str, Any] = {"full_nodes": data.num_nodes, "full_edges": data.edge_index.size(1)}

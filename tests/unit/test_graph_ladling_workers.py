@@ -33,7 +33,7 @@ SPARSE = "csbm:nodes=400,avg_degree=3,feature_dim=8,seed=1"  # sparse enough tha
 def disjoint_cfg(**changes) -> LadlingConfig:
     base = dict(
         model=GNNConfig(hidden=16),
-        view=ViewConfig(kind="metis", num_parts=8, disjoint=True),
+        view=ViewConfig(kind="metis", num_parts=8, disjoint=True, halo=-1),
         train=GraphTrainConfig(epochs=6, eval_every=3),
         ingredients=3,
     )
@@ -227,7 +227,7 @@ WORKER_SCRIPT = textwrap.dedent(
         record.append({{"index": index, "num_nodes": data.num_nodes, "graph_alive": loaded[0]() is not None}})
         return real(cfg, data, view, index, **kw)
     runner.train_ingredient = spy
-    cfg = LadlingConfig(model=GNNConfig(hidden=16), view=ViewConfig(kind="metis", num_parts=8, disjoint=True),
+    cfg = LadlingConfig(model=GNNConfig(hidden=16), view=ViewConfig(kind="metis", num_parts=8, disjoint=True, halo=-1),
                         train=GraphTrainConfig(epochs=6, eval_every=3), ingredients=3)
     result = run_ladling(cfg, loader, progress=False)
     with open(os.path.join(out, f"rank{{rank}}.json"), "w") as f:

@@ -28,7 +28,7 @@ LADLING_HELP = (
     "    slimkit graph ladling --dataset planetoid:data/Cora --model gcn --view neighbor --soup greedy --out runs/cora\n\n"
     "    torchrun --nproc-per-node 2 -m slimkit.cli.main graph ladling --dataset csbm --out runs/csbm-2p\n\n"
     "    torchrun --nproc-per-node 2 -m slimkit.cli.main graph ladling --dataset csbm:nodes=100000 --view metis "
-    "--disjoint --halo 0 --out runs/csbm-disjoint"
+    "--disjoint --halo -1 --out runs/csbm-disjoint-exact"
 )
 
 
@@ -77,9 +77,9 @@ def ladling(
         help="metis/random: each ingredient keeps to a random subset of this fraction of the clusters.",
     ),
     halo: int = typer.Option(
-        -1,
+        0,
         "--halo",
-        help="--disjoint: hops of neighbourhood kept around a share (-1: the model's depth, exact validation; 0: none).",
+        help="--disjoint: hops of neighbourhood kept around a share (0: none, validation inside the share; -1: the model's depth, exact validation).",
     ),
     fanouts: str | None = typer.Option(
         None, "--fanouts", help="neighbor: per-hop fan-out, e.g. 25,10 (default: 25,10,5,...)."

@@ -69,9 +69,11 @@ class ViewConfig(Config):
         roots (int): ``saint-rw`` walk roots per subgraph. Default: 256.
         walk_length (int): ``saint-rw`` steps per walk. Default: 2 (the reference default).
         halo (int): ``disjoint``: hops of in-neighbourhood a worker holds around its share
-            (:func:`worker_subgraph`); -1 = the model's depth, so validation on the share's nodes is
-            the full-graph output exactly; 0 = the share's induced subgraph alone (validation inside
-            it). Default: -1.
+            (:func:`worker_subgraph`); 0 = the share's induced subgraph alone, so validation during
+            training runs inside the share (the sampled inference of ClusterGCN; the soups are still
+            chosen on the whole validation set at the end); -1 = the model's depth, so validation on
+            the share's nodes is the full-graph output exactly (on a graph without community
+            structure that halo is most of the graph). Training is the same either way. Default: 0.
     """
 
     kind: str = "metis"
@@ -83,7 +85,7 @@ class ViewConfig(Config):
     batch_size: int = 256
     roots: int = 256
     walk_length: int = 2
-    halo: int = -1
+    halo: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -103,7 +105,7 @@ class ViewConfig(Config):
             raise ConfigError(f"disjoint applies to the metis and random views only, not {self.kind!r}")
         check_range("cluster_fraction", self.cluster_fraction, 0.0, 1.0, lo_inclusive=False)
         check_range("halo", self.halo, -1, 64)
-        if self.halo != -1 and not self.disjoint:
+        if self.halo != 0 and not self.disjoint:
             # only a disjoint worker drops the rest of the graph; elsewhere the flag would do nothing
             raise ConfigError(f"halo applies to disjoint views only, got halo={self.halo} without disjoint")
         if self.cluster_fraction < 1.0:

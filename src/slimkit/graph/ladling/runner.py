@@ -145,8 +145,8 @@ def run_ladling(
     single process) and ``None`` on the other ranks.
 
     ``data`` is the graph, or a callable that loads it. With a disjoint view every ingredient trains
-    on its :func:`~slimkit.graph.views.worker_subgraph` (its share plus ``halo`` hops, default the
-    model's depth) instead of the whole graph: the same batches, so the same training; validation
+    on its :func:`~slimkit.graph.views.worker_subgraph` (its share plus ``halo`` hops, default 0;
+    -1 = the model's depth) instead of the whole graph: the same batches, so the same training; validation
     during training scores the share's own validation nodes (the soups are still chosen on the full
     validation set, on rank 0). A rank other than 0 given a loader then keeps only its ingredients'
     subgraphs and frees the rest of the graph before training; rank 0 keeps it for the soups.
