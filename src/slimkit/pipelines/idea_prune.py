@@ -102,7 +102,11 @@ class IdeaPruneConfig(Config):
         if "init" not in self.model:
             raise ConfigError("idea-prune: model must be {init: {family: ..., ...}}, the target architecture")
         _check_tokenizer_section(self.tokenizer, has_model_path=False)
-        check_range("enlarge", self.enlarge, 1.0, None)
+        if not isinstance(self.enlarge, int | float) or isinstance(self.enlarge, bool) or self.enlarge < 1.0:
+            raise ConfigError(
+                f"enlarge={self.enlarge!r}: the enlarged FFN width must be at least the target width "
+                "(enlarge >= 1, e.g. 2.6)"
+            )
         check_range("total_tokens", self.total_tokens, 1, None)
         check_range(
             "enlarged_fraction", self.enlarged_fraction, 0.0, 1.0, lo_inclusive=False, hi_inclusive=False

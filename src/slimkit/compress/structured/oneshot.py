@@ -128,10 +128,12 @@ def activation_scores(model: nn.Module, sites: list[FFNSite], calib: Tensor, chu
     """Per block ``[I]``: Minitron's activation score (mean |h| over a sequence's tokens, L2 over sequences)."""
     device = model_device(model)
     per_seq: list[list[Tensor]] = [[] for _ in sites]
+    batch = [0]
 
     def hook(i: int):
         def record(module: nn.Module, args: tuple[Any, ...]) -> None:
-            h = args[0].detach().float()
+            # OPT feeds fc2 flattened [batch * seq, I]: restore the sequences of the current chunk
+            h = args[0].detach().float().reshape(batch[0], -1, args[0].shape[-1])
             per_seq[i].append(h.abs().mean(dim=1).cpu())  # [batch, I]
 
         return record
@@ -141,6 +143,7 @@ def activation_scores(model: nn.Module, sites: list[FFNSite], calib: Tensor, chu
     model.eval()
     try:
         for chunk in calib.split(chunk_size):
+            batch[0] = chunk.shape[0]
             model(input_ids=chunk.to(device))
     finally:
         for h in handles:
