@@ -8,7 +8,7 @@ forward speed of the pruned model against the enlarged one it came from.
 Prints a table and writes ``benchmarks/results/idea_prune.json``. Runs go to ``benchmarks/.work/``
 (ignored by git); ``--resume`` continues interrupted ones.
 
-    python benchmarks/idea_prune.py [--seeds 0,1,2] [--total-tokens 150000] [--resume]
+    python benchmarks/idea_prune.py [--seeds 0,1,2] [--total-tokens 256000] [--threads 1] [--resume]
 """
 
 from __future__ import annotations
@@ -42,7 +42,9 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--total-tokens", type=int, default=None, help="override the config's budget")
     parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)"
+    )
     args = parser.parse_args()
 
     import torch
