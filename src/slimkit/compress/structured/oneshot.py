@@ -39,6 +39,8 @@ class StructuredReport(CompressionReport):
         width_before / width_after: FFN intermediate width per block before and after.
         params_before / params_after: parameters of the whole model before and after.
         importance: the neuron criterion used.
+        weight_bits: bits per stored parameter (its dtype); ``overall_sparsity`` is the fraction of
+            the model's parameters removed, ``stored_bits`` / ``dense_bits`` the whole model's size.
     """
 
     width_before: int = 0
@@ -46,6 +48,16 @@ class StructuredReport(CompressionReport):
     params_before: int = 0
     params_after: int = 0
     importance: str = ""
+    weight_bits: int = 32
+
+    @property
+    def stored_bits(self) -> int:
+        """Bits of the whole pruned model as stored (dense, ``weight_bits`` per parameter)."""
+        return self.params_after * self.weight_bits
+
+    @property
+    def dense_bits(self) -> int:
+        return self.params_before * self.weight_bits
 
     def summary(self) -> str:
         return (
@@ -185,6 +197,7 @@ def ffn_structured_compress_(
     if device is not None:
         model.to(device)
     params_before = count_parameters(model)
+    bits = next((torch.finfo(p.dtype).bits for p in model.parameters() if p.is_floating_point()), 32)
     try:
         scorer = sensitivity_scores if config.importance == "sensitivity" else activation_scores
         scores = scorer(model, sites, calib, chunk_size)
@@ -192,15 +205,19 @@ def ffn_structured_compress_(
         shrink_ffn_(model, keep, sites=sites)
     finally:
         model.to(home)
+    params_after = count_parameters(model)
     return StructuredReport(
         method="ffn-structured",
         config=config.to_dict(),
         calibration=calibration_record(calib),
+        # the share of the model's parameters removed: what a sweep compares against other methods
+        overall_sparsity=1.0 - params_after / params_before,
         width_before=width,
         width_after=kept,
         params_before=params_before,
-        params_after=count_parameters(model),
+        params_after=params_after,
         importance=config.importance,
+        weight_bits=bits,
         block_sparsity=[None] * len(sites),
     )
 
