@@ -180,3 +180,9 @@ def test_cli_compress_ffn_structured(tiny_model_dir, tmp_path, capsys):
     assert code == 2 and "Traceback" not in err
     last = err.strip().splitlines()[-1]
     assert "4000" in last and "larger than the model's FFN width 128" in last
+
+
+def test_cli_idea_prune_refuses_torchrun_with_the_reason(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    code, _, err = run(["idea-prune", tmp_path / "any.yaml", "--out", tmp_path / "o"], capsys)
+    assert_one_line_error(code, err, "torchrun", "DDP")

@@ -34,8 +34,17 @@ def idea_prune(
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out."),
     no_eval: bool = typer.Option(False, "--no-eval", help="Train only; skip perplexity, factoid and speed."),
 ) -> None:
+    import os
+
+    from slimkit.core.errors import ConfigError
     from slimkit.pipelines.idea_prune import comparison_markdown, load_idea_config, run_idea_prune
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # every rank would train its own copy on the same data and race on the same --out
+        raise ConfigError(
+            "idea-prune does not run under torchrun yet: slimkit.train has no DDP/FSDP wrapper, so each rank "
+            "would train an independent copy; run it as one process"
+        )
     cfg = load_idea_config(config, out=out)
     comparison = run_idea_prune(cfg, baselines=baselines, resume=resume, evaluate=not no_eval)
     stdout.print(comparison_markdown(comparison))
