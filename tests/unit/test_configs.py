@@ -22,6 +22,10 @@ def _load(path: Path) -> object:
         from slimkit.pipelines.study import load_sweep
 
         return load_sweep(path)
+    if path.name.startswith("idea_prune"):
+        from slimkit.pipelines.idea_prune import load_idea_config
+
+        return load_idea_config(path)
     from slimkit.train.recipe import load_recipe
 
     return load_recipe(path)

@@ -284,7 +284,8 @@ def test_bad_sweep_fails_before_any_work(tmp_path, monkeypatch, capsys):
         assert code == 2 and len(lines) == 1 and "Traceback" not in err, (name, err)
         assert not (tmp_path / "out").exists()
     with pytest.raises(
-        ConfigError, match=r"shipped: \['default', 'ffn-skip', 'ffn-skip-real', 'quant', 'real-quick'\]"
+        ConfigError,
+        match=r"shipped: \['default', 'ffn-skip', 'ffn-skip-real', 'ffn-structured', 'quant', 'real-quick'\]",
     ):
         run_study(StudyConfig(sweep="no-such-sweep"), tmp_path / "out")
     with pytest.raises(RegistryError, match="known"):

@@ -37,7 +37,13 @@ HELP = (
     "writes llm-compressor's pack-quantized layout for vLLM / transformers (GPTQ and RTN).\n\n"
     "    slimkit compress default --method rtn --bits 8 --out rtn8\n\n"
     "    slimkit compress smollm2-135m --method gptq --bits 4 --group-size 64 --storage compressed-tensors "
-    "--out smol-w4a16"
+    "--out smol-w4a16\n\n"
+    "Structured FFN pruning (docs/idea_prune.md): ffn-structured keeps --target-width neurons of every FFN "
+    "(or removes --prune-ratio of them), scored by --importance sensitivity (|θ·∇θ| of the LM loss on --calib) "
+    "or activation (Minitron), and removes the rest: a smaller dense model that plain transformers loads.\n\n"
+    "    slimkit compress default --method ffn-structured --target-width 512 --out ffn512\n\n"
+    "    slimkit compress smollm2-135m --method ffn-structured --prune-ratio 0.25 --importance activation "
+    "--nsamples 32 --out smol-ffn75"
 )
 
 
@@ -47,7 +53,7 @@ def compress(
         ...,
         "--method",
         help="Compression method (magnitude | wanda | sparsegpt | welore | svd-uniform | ffn-skip | layer-drop | "
-        "early-exit | rtn | gptq | awq).",
+        "early-exit | rtn | gptq | awq | ffn-structured).",
     ),
     sparsity: float | None = typer.Option(
         None,
@@ -121,6 +127,15 @@ def compress(
     percdamp: float | None = typer.Option(
         None, "--percdamp", help="gptq: Hessian damping as a fraction of its mean diagonal (default 0.01)."
     ),
+    target_width: int | None = typer.Option(
+        None, "--target-width", help="ffn-structured: neurons every FFN keeps (its new intermediate_size)."
+    ),
+    prune_ratio: float | None = typer.Option(
+        None, "--prune-ratio", help="ffn-structured: or the fraction of FFN neurons to remove, in [0, 1)."
+    ),
+    importance: str | None = typer.Option(
+        None, "--importance", help="ffn-structured: sensitivity (default) | activation."
+    ),
     calib: str | None = typer.Option(
         None,
         "--calib",
@@ -177,6 +192,9 @@ def compress(
         fake=fake or None,
         act_order=act_order,
         percdamp=percdamp,
+        target_width=target_width,
+        prune_ratio=prune_ratio,
+        importance=importance,
     )
     from slimkit.compress.export import STORAGES
     from slimkit.core.config import check_choice

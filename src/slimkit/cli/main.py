@@ -17,6 +17,7 @@ from slimkit.cli import (
     eval_cmd,
     finetune_cmd,
     graph_cmd,
+    idea_cmd,
     junkdna_cmd,
     models_cmd,
     report_cmd,
@@ -46,6 +47,7 @@ app.command("eval", help=eval_cmd.HELP)(eval_cmd.eval_model)
 app.command("generate", help=eval_cmd.GENERATE_HELP)(eval_cmd.generate)
 app.command("study", help=study_cmd.HELP)(study_cmd.study)
 app.command("junkdna", help=junkdna_cmd.HELP)(junkdna_cmd.junkdna)
+app.command("idea-prune", help=idea_cmd.HELP)(idea_cmd.idea_prune)
 app.command("report", help=report_cmd.HELP)(report_cmd.report)
 app.add_typer(graph_cmd.app, name="graph")
 app.add_typer(debias_cmd.app, name="debias")

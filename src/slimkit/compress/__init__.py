@@ -27,6 +27,7 @@ from slimkit.compress.prune import (
 from slimkit.compress.quant import AWQConfig, GPTQConfig, QuantConfig, QuantReport, RTNConfig
 from slimkit.compress.report import CompressionReport, MatrixReport
 from slimkit.compress.skip import EarlyExitConfig, FFNSkipConfig, LayerDropConfig
+from slimkit.compress.structured import FFNStructuredConfig, StructuredReport
 
 __all__ = [
     "ALLOCATIONS",
@@ -36,6 +37,7 @@ __all__ = [
     "CompressionReport",
     "EarlyExitConfig",
     "FFNSkipConfig",
+    "FFNStructuredConfig",
     "GPTQConfig",
     "LayerDropConfig",
     "MagnitudeConfig",
@@ -47,6 +49,7 @@ __all__ = [
     "RTNConfig",
     "SVDUniformConfig",
     "SparseGPTConfig",
+    "StructuredReport",
     "WandaConfig",
     "WeLoreConfig",
     "build_config",

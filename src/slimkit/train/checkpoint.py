@@ -5,6 +5,8 @@ Layout of ``<out>/checkpoints/step-00000040/`` (one directory per saved step)::
     model.safetensors       model.state_dict()
     optimizer.safetensors   optimizer tensors, keys "state.{param_index}.{name}" (exp_avg, step, ...)
     rng.safetensors         "torch" (CPU generator ByteTensor), "cuda.{i}" per CUDA device
+    callbacks.safetensors   tensors of stateful training callbacks, "{callback index}.{name}" (only
+                            when one stores tensors; e.g. a pruning schedule's masks and scores)
     state.json              step, tokens_seen, losses, data position, scheduler state, the optimizer's
                             non-tensor state and param_groups, Python/NumPy RNG states, the TrainConfig,
                             parameter names, a data fingerprint, and the sha256 of every file above
@@ -36,6 +38,7 @@ from slimkit.train.config import RESUME_MUTABLE_FIELDS, TrainConfig
 FORMAT_VERSION = 1
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 _TENSOR_FILES = ("model.safetensors", "optimizer.safetensors", "rng.safetensors")
+_CALLBACK_FILE = "callbacks.safetensors"  # only when a stateful training callback stores tensors
 
 
 @dataclass
@@ -89,6 +92,7 @@ def save_checkpoint(
     tokens_seen: int,
     fingerprint: dict[str, Any],
     keep: int = 2,
+    callback_state: list[dict[str, Any]] | None = None,
 ) -> Path:
     """Atomically write the checkpoint of ``step`` under ``root`` and prune to the newest ``keep``.
 
@@ -103,6 +107,11 @@ def save_checkpoint(
         save_tensors(tmp / "model.safetensors", {k: v.cpu() for k, v in model.state_dict().items()})
         save_tensors(tmp / "optimizer.safetensors", {k: v.cpu() for k, v in opt_tensors.items()})
         save_tensors(tmp / "rng.safetensors", rng_tensors)
+        files = list(_TENSOR_FILES)
+        cb_tensors, cb_meta = _flatten_callbacks(callback_state or [])
+        if cb_tensors:
+            save_tensors(tmp / _CALLBACK_FILE, cb_tensors)
+            files.append(_CALLBACK_FILE)
         state = {
             "format_version": FORMAT_VERSION,
             "step": step,
@@ -115,7 +124,8 @@ def save_checkpoint(
             "rng": rng_meta,
             "config": config.to_dict(),
             "param_names": optimizer_param_names(model, optimizer),
-            "files": {name: _sha256(tmp / name) for name in _TENSOR_FILES},
+            "callbacks": cb_meta,
+            "files": {name: _sha256(tmp / name) for name in files},
         }
         write_json(tmp / "state.json", state)
     for old in list_checkpoints(root)[:-keep] if keep > 0 else []:
@@ -169,6 +179,44 @@ def load_checkpoint(
         data_state=state["data"],
         rng=_unflatten_rng(_load(path / "rng.safetensors"), state["rng"]),
     )
+
+
+def read_callback_state(path: Path) -> list[dict[str, Any]]:
+    """The training callbacks' states stored in the checkpoint at ``path`` (``[]`` when none were).
+
+    Raises:
+        CheckpointError: the checkpoint or its callback file is missing or corrupt.
+    """
+    path = Path(path)
+    state = _read_state(path)
+    metas = state.get("callbacks", [])
+    tensors: dict[str, torch.Tensor] = {}
+    if _CALLBACK_FILE in state["files"]:
+        file = path / _CALLBACK_FILE
+        if not file.is_file() or _sha256(file) != state["files"][_CALLBACK_FILE]:
+            raise CheckpointError(f"checkpoint {path} is corrupt: {_CALLBACK_FILE} is missing or altered")
+        tensors = _load(file)
+    out: list[dict[str, Any]] = []
+    for i, meta in enumerate(metas):
+        entry = dict(meta)
+        prefix = f"{i}."
+        entry.update({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
+        out.append(entry)
+    return out
+
+
+def _flatten_callbacks(states: list[dict[str, Any]]) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
+    tensors: dict[str, torch.Tensor] = {}
+    metas: list[dict[str, Any]] = []
+    for i, st in enumerate(states):
+        meta = {}
+        for key, value in st.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{i}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                meta[key] = _json_safe(value, f"callback {i} state {key}")
+        metas.append(meta)
+    return tensors, metas
 
 
 def optimizer_param_names(model: nn.Module, optimizer: torch.optim.Optimizer) -> list[str]:
@@ -333,6 +381,7 @@ __all__ = [
     "list_checkpoints",
     "load_checkpoint",
     "optimizer_param_names",
+    "read_callback_state",
     "save_checkpoint",
     "unflatten_optimizer_state",
 ]

@@ -36,6 +36,7 @@ from slimkit.train.checkpoint import (
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
+    read_callback_state,
     save_checkpoint,
 )
 from slimkit.train.config import TrainConfig
@@ -46,9 +47,26 @@ from slimkit.train.schedules import cosine_schedule
 
 @runtime_checkable
 class Callback(Protocol):
-    """Hook called after every optimizer step (after the periodic checkpoint, if one is due)."""
+    """Hook called after every optimizer step (after the periodic checkpoint, if one is due).
+
+    A callback that changes the training state itself (a pruning schedule) may also define any of
+    these optional methods; the loop calls those that exist:
+
+    * ``on_gradients(step, model)``: the step's gradients are complete (accumulated, not yet clipped);
+      ``step`` is the 1-based number of the step in progress.
+    * ``on_update(step, model, optimizer)``: right after optimizer step ``step`` and *before* its
+      checkpoint, so what it changes (masks, removed neurons, the optimizer's state) is checkpointed.
+    * ``state_dict() -> dict`` / ``load_state_dict(state, model)``: the callback's own state, saved in
+      every checkpoint (tensor values in ``callbacks.safetensors``, the rest in ``state.json``) and
+      handed back on resume *before* the model's weights are loaded, so a callback that changed the
+      model's shapes can change them again first.
+    """
 
     def on_step_end(self, step: int, loss: float, model: nn.Module) -> None: ...
+
+
+def _hooks(callbacks: Sequence[Any], name: str) -> list[Any]:
+    return [getattr(cb, name) for cb in callbacks if callable(getattr(cb, name, None))]
 
 
 @dataclass
@@ -124,7 +142,8 @@ def train(
         out_dir: checkpoints go to ``out_dir/checkpoints``; None trains without checkpoints.
         resume: continue from the newest checkpoint in ``out_dir`` (exactly: same losses and weights as
             an uninterrupted run). Without it an ``out_dir`` that already holds checkpoints is refused.
-        callbacks: objects with ``on_step_end(step, loss, model)``.
+        callbacks: objects with ``on_step_end(step, loss, model)`` and optionally ``on_gradients``,
+            ``on_update``, ``state_dict`` / ``load_state_dict`` (see :class:`Callback`).
         max_steps_this_run: stop after this many steps in this call (checkpointing if ``out_dir`` is
             set), e.g. to fit a time-limited job; ``resume`` continues from there.
 
@@ -157,12 +176,22 @@ def train(
     trainable = [p for group in optimizer.param_groups for p in group["params"]]
     fingerprint = data_fingerprint(token_ids) if ckpt_root is not None else {}
 
+    stateful = [cb for cb in callbacks if callable(getattr(cb, "state_dict", None))]
+    on_gradients, on_update = _hooks(callbacks, "on_gradients"), _hooks(callbacks, "on_update")
     step, tokens_seen, losses, last_ckpt = 0, 0, [], None
     if resume:
         assert ckpt_root is not None
         last_ckpt = latest_checkpoint(ckpt_root)
         if last_ckpt is None:
             raise CheckpointError(f"nothing to resume: no checkpoint in {ckpt_root}")
+        saved_callbacks = read_callback_state(last_ckpt)
+        if len(saved_callbacks) != len(stateful):
+            raise CheckpointError(
+                f"checkpoint {last_ckpt} holds the state of {len(saved_callbacks)} stateful callback(s), "
+                f"this run has {len(stateful)}; resume with the same callbacks"
+            )
+        for cb, cb_state in zip(stateful, saved_callbacks, strict=True):
+            cb.load_state_dict(cb_state, model)  # may reshape the model before its weights load
         state = load_checkpoint(
             last_ckpt,
             model=model,
@@ -199,6 +228,7 @@ def train(
             losses=losses,
             tokens_seen=tokens_seen,
             fingerprint=fingerprint,
+            callback_state=[cb.state_dict() for cb in stateful],
         )
 
     start_step, saved_step = step, step if resume else -1
@@ -223,6 +253,8 @@ def train(
                         f"training loss became {loss} at step {step + 1}; lower optimizer.lr "
                         f"(now {cfg.optimizer.lr}) or set grad_clip"
                     )
+                for hook in on_gradients:
+                    hook(step + 1, model)
                 if cfg.clip_norm is not None:
                     torch.nn.utils.clip_grad_norm_(trainable, cfg.clip_norm)
                 updating = True
@@ -232,6 +264,8 @@ def train(
                 step += 1
                 tokens_seen += cfg.tokens_per_step
                 losses.append(loss)
+                for hook in on_update:
+                    hook(step, model, optimizer)
                 updating, live = False, True
 
                 if ckpt_root is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
