@@ -61,6 +61,48 @@ def uniform_statements(world: Any, seed: int = 0) -> tuple[list[str], list[tuple
     return [d for d, _, _ in docs], spans
 
 
+def loss_breakdown(model: Any, tok: Any, docs: list[str], spans: list[tuple[int, int]], subjects: list[str]):
+    """Mean NLL and share of the total loss per kind of target token in 128-token windows of the
+    joined ``docs``: ``answer`` (a fact's object), ``subject-first`` / ``subject-rest`` (first / later
+    tokens of an entity name), ``after-period`` (the token after a sentence's final period, inside a
+    document) and ``other``."""
+    import re
+
+    import torch.nn.functional as F
+
+    from slimkit.evaluate.perplexity import answer_token_mask, text_token_ids
+
+    text = "\n\n".join(docs)
+    names = sorted(set(subjects), key=len, reverse=True)
+    name_spans = [(m.start(), m.end()) for n in names for m in re.finditer(re.escape(n), text)]
+    ids = text_token_ids(tok, text)
+    answer = answer_token_mask(tok, text, spans)
+    name = answer_token_mask(tok, text, name_spans)
+    sums: dict[str, list[float]] = {}
+    seqlen = 128
+    with torch.no_grad():
+        for w in range(len(ids) // seqlen):
+            window = torch.tensor(ids[w * seqlen : (w + 1) * seqlen])
+            losses = F.cross_entropy(
+                model(input_ids=window[None]).logits[0, :-1].float(), window[1:], reduction="none"
+            )
+            for i in range(1, seqlen):
+                g = w * seqlen + i
+                if answer[g]:
+                    kind = "answer"
+                elif name[g]:
+                    kind = "subject-rest" if name[g - 1] else "subject-first"
+                elif tok.decode([ids[g - 1]]).endswith("."):
+                    kind = "after-period"
+                else:
+                    kind = "other"
+                entry = sums.setdefault(kind, [0.0, 0])
+                entry[0] += losses[i - 1].item()
+                entry[1] += 1
+    total = sum(v[0] for v in sums.values())
+    return {k: {"mean_nll": v[0] / v[1], "share": v[0] / total, "n": v[1]} for k, v in sums.items()}
+
+
 def parse_variants(text: str) -> list[tuple[str, float]]:
     out = []
     for item in filter(None, text.split(",")):
@@ -89,6 +131,11 @@ def score(model: Any, tok: Any, args: argparse.Namespace, texts: dict[str, Any])
     for name, (docs, spans) in texts.items():
         res = perplexity(model, tok, docs, seqlen=128, batch_size=32, answer_spans=spans)
         out[f"{name}_ppl"], out[f"{name}_answer_ppl"] = res.ppl, res.answer_ppl
+    if "heldout" in texts:
+        docs, spans = texts["heldout"]
+        subjects = [f.subject for f in args.world.facts]
+        for kind, v in sorted(loss_breakdown(model, tok, docs, spans, subjects).items()):
+            out[f"nll_{kind}"], out[f"share_{kind}"] = v["mean_nll"], v["share"]
     if args.factoid:
         m = evaluate(model, tok, suite="factoid", data=default_world_data("factoid"), limit=args.factoid)
         f = m["factoid"]
@@ -139,7 +186,7 @@ def main() -> None:
     if world:
         from slimkit.data.factworld import WorldConfig, generate_world
 
-        w = generate_world(WorldConfig())
+        w = args.world = generate_world(WorldConfig())
         texts["heldout"] = (w.heldout_documents(), [(s["start"], s["end"]) for s in w.heldout_answer_spans()])
         texts["uniform"] = uniform_statements(w)
     else:
@@ -160,9 +207,15 @@ def main() -> None:
         print(f"done {label(method, value)} ({time.perf_counter() - started:.0f} s)", flush=True)
         del model
 
-    columns = [k for k in records[0] if k != "variant"]
+    columns = [k for k in records[0] if k != "variant" and not k.startswith(("nll_", "share_"))]
     rows = [[r["variant"], *(f"{r[c]:.3f}" for c in columns)] for r in records]
     print_table(["variant", *columns], rows)
+    if world:  # where the held-out text's loss sits: mean NLL (share of the total) per kind of token
+        kinds = sorted(k[4:] for k in records[0] if k.startswith("nll_"))
+        rows = [
+            [r["variant"], *(f"{r['nll_' + k]:.2f} ({r['share_' + k]:.0%})" for k in kinds)] for r in records
+        ]
+        print_table(["variant", *kinds], rows)
     name = "world_knowledge" if world else f"world_knowledge_{args.model.replace('-', '_')}"
     path = write_result(
         name,
