@@ -111,12 +111,12 @@ def parse_variants(text: str) -> list[tuple[str, float]]:
     return out
 
 
-def build(method: str, value: float) -> Any:
+def build(method: str, value: float, group_size: int) -> Any:
     from slimkit.compress import build_config
 
     if method in SPARSITY_METHODS:
         return build_config(method, sparsity=value)
-    return build_config(method, bits=int(value))
+    return build_config(method, bits=int(value), group_size=group_size)
 
 
 def label(method: str, value: float) -> str:
@@ -171,6 +171,9 @@ def main() -> None:
     )
     ap.add_argument("--calib", default=None, help="default: world:corpus / python-docs:calib")
     ap.add_argument("--nsamples", type=int, default=64)
+    ap.add_argument(
+        "--group-size", type=int, default=16, help="quantization group (16 divides the world model's 688)"
+    )
     ap.add_argument("--factoid", type=int, default=200, help="factoid questions (0: none)")
     ap.add_argument("--summaries", type=int, default=120, help="summarization passages (0: none)")
     ap.add_argument("--threads", type=int, default=2)
@@ -199,7 +202,7 @@ def main() -> None:
     records.append({"variant": "dense", **score(dense, tok, args, texts)})
     print(f"done dense ({time.perf_counter() - started:.0f} s)", flush=True)
     for method, value in parse_variants(args.variants):
-        cfg = build(method, value)
+        cfg = build(method, value, args.group_size)
         calib = calibration_for(cfg, tok, calib_source, nsamples=args.nsamples, seqlen=seqlen, model=dense)
         model = copy.deepcopy(dense)
         compress_(model, cfg, calib, progress=False)
