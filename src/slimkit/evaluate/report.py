@@ -47,9 +47,9 @@ SUMMARY_COLUMNS: tuple[tuple[str, str, str], ...] = (
 PLOTS = (
     (
         "perplexity_vs_size.png",
-        "Perplexity (solid: every token; dashed: answer tokens)",
+        "Perplexity",
         "perplexity, log scale",
-        (("ppl", "perplexity", ""), ("ppl", "answer_perplexity", "answer tokens")),
+        (("ppl", "perplexity", "every token"), ("ppl", "answer_perplexity", "answer tokens")),
         True,
     ),
     (
