@@ -124,7 +124,7 @@ def label(method: str, value: float) -> str:
 
 
 def score(model: Any, tok: Any, args: argparse.Namespace, texts: dict[str, Any]) -> dict[str, float]:
-    from slimkit.evaluate import evaluate, perplexity
+    from slimkit.evaluate import evaluate, perplexity, run_suite
     from slimkit.models.default import default_world_data
 
     out: dict[str, float] = {}
@@ -147,17 +147,20 @@ def score(model: Any, tok: Any, args: argparse.Namespace, texts: dict[str, Any])
     if args.summaries:
         from slimkit.data.factworld.templates import WORLD_SUMMARY_TEMPLATE
 
-        s = evaluate(
+        run = run_suite(
             model,
             tok,
-            suite="summarization",
+            "summarization",
             data=default_world_data("summarization"),
             limit=args.summaries,
             prompt_template=WORLD_SUMMARY_TEMPLATE,
             max_new_tokens=64,
             batch_size=8,
-        )["summarization"]
+        )
+        s = run.metrics["summarization"]
         out |= {"rougeL": s["rougeL"], "key_fact_recall": s["key_fact_recall"]}
+        # what the summaries look like (kept in the JSON, not the table)
+        out["examples"] = [ex["prediction"] for ex in run.examples["summarization"][:2]]
     return out
 
 
@@ -210,7 +213,9 @@ def main() -> None:
         print(f"done {label(method, value)} ({time.perf_counter() - started:.0f} s)", flush=True)
         del model
 
-    columns = [k for k in records[0] if k != "variant" and not k.startswith(("nll_", "share_"))]
+    columns = [
+        k for k in records[0] if k not in ("variant", "examples") and not k.startswith(("nll_", "share_"))
+    ]
     rows = [[r["variant"], *(f"{r[c]:.3f}" for c in columns)] for r in records]
     print_table(["variant", *columns], rows)
     if world:  # where the held-out text's loss sits: mean NLL (share of the total) per kind of token
