@@ -149,6 +149,43 @@ def test_eval_ppl_writes_results(tmp_path, tiny_dir, capsys):
     assert "perplexity" in stdout
 
 
+def test_eval_ppl_answer_spans_from_the_cli(tmp_path, tiny_dir, capsys):
+    text = tmp_path / "t.txt"
+    body = "The quick brown fox jumps over the lazy dog. " * 80
+    text.write_text(body)
+    spans = tmp_path / "spans.jsonl"
+    spans.write_text("".join(json.dumps({"start": i + 4, "end": i + 9}) + "\n" for i in range(0, 3000, 45)))
+    out = tmp_path / "r.json"
+    code, _, err = run(
+        [
+            "eval",
+            tiny_dir,
+            "--suite",
+            "ppl",
+            "--data",
+            text,
+            "--seqlen",
+            "32",
+            "--answers",
+            spans,
+            "--out",
+            out,
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    ppl = json.loads(out.read_text())["metrics"]["ppl"]
+    assert ppl["n_answer_tokens"] > 0 and ppl["answer_perplexity"] > 1
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"start": 5, "end": 2}\n')
+    code, _, err = run(
+        ["eval", tiny_dir, "--suite", "ppl", "--data", text, "--seqlen", "32", "--answers", bad], capsys
+    )
+    assert_one_line_error(code, err, "bad.jsonl:1")
+    code, _, err = run(["eval", tiny_dir, "--suite", "factoid", "--answers", spans], capsys)
+    assert_one_line_error(code, err, "--answers")
+
+
 def test_world_build_cli(tmp_path, capsys):
     out = tmp_path / "world"
     code, _, err = run(["world", "build", "--out", out, "--seed", "1", "--people", "40"], capsys)

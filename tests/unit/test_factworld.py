@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -42,6 +43,7 @@ FIELDS = {
     "retrieval": {"id": str, "context": str, "question": str, "answers": list, "tags": dict},
     "twohop": {"id": str, "question": str, "answers": list, "tags": dict},
     "canaries": {"id": str, "prefix": str, "secret": str, "repeats": int},
+    "summarization": {"id": str, "document": str, "summary": str, "key_facts": list, "tags": dict},
 }
 TAGS = {
     "factoid": {"relation", "popularity", "popularity_half", "popularity_quartile", "template", "fact"},
@@ -90,6 +92,7 @@ def test_same_seed_gives_byte_identical_files_and_other_seed_differs(built: Path
         "world.json",
         "corpus.txt",
         "heldout.txt",
+        "heldout.answers.jsonl",
         "task_options.json",
         *(f"{t}.jsonl" for t in TASK_FILES),
     ]
@@ -252,3 +255,86 @@ def test_bad_sizes_raise_config_error_naming_the_field(field: str, value: object
 
 def test_config_round_trips_through_json() -> None:
     assert WorldConfig.from_json(SMALL.to_json()) == SMALL
+
+
+# -- held-out text that is held out (issue 13 item 4) ------------------------------------------------------
+# sha256 of the default world's corpus.txt and factoid.jsonl as generator version 4 first wrote them
+CORPUS_V4_DIGEST = "249d6fa17bdc9733"
+FACTOID_V4_DIGEST = "eb97a582101813bc"
+
+
+def test_no_heldout_document_is_or_is_inside_a_corpus_document(world: World) -> None:
+    corpus = world.corpus_documents()
+    as_set = set(corpus)
+    heldout = world.heldout_documents()
+    assert len(heldout) == len(world.facts)
+    for doc in heldout:
+        assert doc not in as_set
+        assert not any(doc in d for d in corpus if len(d) >= len(doc)), doc
+    # and the default world too (the v3 text had 269 of its 398 documents in corpus.txt)
+    default = generate_world(WorldConfig())
+    assert not set(default.heldout_documents()) & set(default.corpus_documents())
+
+
+def test_heldout_subjects_follow_the_training_distribution(world: World) -> None:
+    """Fact shares in the held-out text match the corpus's (count / total), not a uniform draw."""
+    spans = world.heldout_answer_spans()
+    seen = collections.Counter(s["fact"] for s in spans)
+    total_count = sum(f.count for f in world.facts)
+    n = len(spans)
+    by_count: dict[int, list[str]] = collections.defaultdict(list)
+    for f in world.facts:
+        by_count[f.count].append(f.id)
+    # per count level: observed share of mentions vs the training share (levels with >= 20 expected)
+    checked = 0
+    for count, ids in by_count.items():
+        expected = n * count * len(ids) / total_count
+        if expected < 20:
+            continue
+        observed = sum(seen[i] for i in ids)
+        assert abs(observed - expected) < 4 * expected**0.5 + 2, (count, observed, expected)
+        checked += 1
+    assert checked >= 2
+    # a uniform draw would give the rarest facts about n / len(facts) mentions each: far more
+    rare = [f.id for f in world.facts if f.count == SMALL.min_mentions]
+    popular = [f.id for f in world.facts if f.count == SMALL.max_mentions]
+    rare_rate = sum(seen[i] for i in rare) / len(rare)
+    popular_rate = sum(seen[i] for i in popular) / len(popular)
+    assert popular_rate > 5 * rare_rate
+
+
+def test_heldout_answer_spans_point_at_each_facts_object(world: World, built: Path) -> None:
+    text = "\n\n".join(world.heldout_documents())
+    by_id = {f.id: f for f in world.facts}
+    spans = world.heldout_answer_spans()
+    assert len(spans) == 3 * len(world.heldout_documents())
+    for s in spans:
+        assert text[s["start"] : s["end"]] == by_id[s["fact"]].object
+    on_disk = [json.loads(line) for line in (built / "heldout.answers.jsonl").read_text().splitlines()]
+    assert on_disk == spans
+    file_text = (built / "heldout.txt").read_text()
+    assert all(file_text[s["start"] : s["end"]] == by_id[s["fact"]].object for s in on_disk)
+
+
+def test_new_files_leave_corpus_and_other_tasks_unchanged() -> None:
+    """Held-out text and summarization use their own RNG streams: the corpus (and so the default
+    model) and every other task file are what generator version 4 always wrote."""
+    world = generate_world(WorldConfig())
+
+    corpus_txt = "\n\n".join(world.corpus_documents()) + "\n"  # corpus.txt's bytes
+    assert hashlib.sha256(corpus_txt.encode()).hexdigest()[:16] == CORPUS_V4_DIGEST
+    factoid = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in world.tasks["factoid"])
+    assert hashlib.sha256(factoid.encode()).hexdigest()[:16] == FACTOID_V4_DIGEST
+
+
+def test_summarization_passages_are_about_fresh_people(world: World) -> None:
+    corpus = "\n".join(world.corpus_documents())
+    people = set(world.entities["person"]) | set(world.unseen_people)
+    records = world.tasks["summarization"]
+    assert {r["tags"]["people"] for r in records} == {1, 2}
+    for r in records:
+        names = r["key_facts"][:1]
+        assert names[0] not in corpus and names[0] not in people
+        assert all(k in r["document"] for k in r["key_facts"])
+        assert all(k in r["summary"] for k in r["key_facts"])
+        assert len(r["summary"]) < len(r["document"])

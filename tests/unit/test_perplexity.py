@@ -160,3 +160,95 @@ def test_evaluate_suite_and_results_schema(model, tokenizer, tmp_path):
     validate_results(make_results("tiny-llama", metrics, seed=0))
     # the top-level name works even though importing the subpackage bound slimkit.evaluate to the module
     assert slimkit.evaluate(model, tokenizer, suite="ppl", data=p, seqlen=16) == metrics
+
+
+# -- answer-token perplexity (issue 13 item 4) ----------------------------------------------------------------
+def _answer_spans(text: str, answers: tuple[str, ...]) -> list[tuple[int, int]]:
+    """Every occurrence of each answer string in ``text``, as character spans."""
+    import re
+
+    return sorted((m.start(), m.end()) for a in answers for m in re.finditer(re.escape(a), text))
+
+
+def test_answer_token_perplexity_is_the_nll_of_the_object_tokens(model, tokenizer):
+    text = "\n\n".join(DOCS)
+    spans = _answer_spans(text, ("Lorin", "Kestrel Mills", "1907"))
+    res = perplexity(model, tokenizer, DOCS, seqlen=16, answer_spans=spans)
+    # by hand: tokenize with offsets, mark every token that overlaps an answer span, score the
+    # windows with a plain loop and average -log p over the marked targets only
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids = [tokenizer.bos_token_id, *enc["input_ids"]]
+    marked = [False] + [any(s < b and a < e for s, e in spans) for a, b in enc["offset_mapping"]]
+    n = len(ids) // 16
+    total, count, every = 0.0, 0, 0.0
+    with torch.no_grad():
+        for w in range(n):
+            window = torch.tensor(ids[w * 16 : (w + 1) * 16])
+            logp = torch.log_softmax(model(input_ids=window[None]).logits[0].float(), -1)
+            for i in range(1, 16):
+                nll = -logp[i - 1, window[i]].item()
+                every += nll
+                if marked[w * 16 + i]:
+                    total += nll
+                    count += 1
+    assert count > 5 and res.n_answer_tokens == count
+    assert res.answer_mean_nll == pytest.approx(total / count, rel=1e-5)
+    assert res.answer_ppl == pytest.approx(math.exp(total / count), rel=1e-5)
+    assert res.mean_nll == pytest.approx(every / (n * 15), rel=1e-5)  # the whole-text number is unchanged
+    # each run of marked tokens spells one answer (byte-level BPE carries the leading space)
+    runs, current = [], []
+    for t, k in zip(ids, marked, strict=True):
+        if k:
+            current.append(t)
+        elif current:
+            runs, current = [*runs, tokenizer.decode(current).strip()], []
+    assert runs and set(runs) <= {"Lorin", "Kestrel Mills", "1907"}, runs
+
+
+def test_ppl_suite_reads_answer_spans_beside_a_text_file(model, tokenizer, tmp_path):
+    import json
+
+    text = "\n\n".join(DOCS) + "\n"
+    (tmp_path / "held.txt").write_text(text)
+    spans = _answer_spans(text, ("Quell", "Varn"))
+    (tmp_path / "held.answers.jsonl").write_text(
+        "".join(json.dumps({"start": a, "end": b}) + "\n" for a, b in spans)
+    )
+    m = evaluate(model, tokenizer, suite="ppl", data=str(tmp_path / "held.txt"), seqlen=16)["ppl"]
+    direct = perplexity(model, tokenizer, [text], seqlen=16, answer_spans=spans)
+    assert m["answer_perplexity"] == pytest.approx(direct.answer_ppl) and m["n_answer_tokens"] > 0
+    assert m["perplexity"] == pytest.approx(direct.ppl)
+    # an explicit answers file wins; a text without one reports no answer-token numbers
+    (tmp_path / "other.txt").write_text(text)
+    assert (
+        "answer_perplexity"
+        not in evaluate(model, tokenizer, suite="ppl", data=str(tmp_path / "other.txt"), seqlen=16)["ppl"]
+    )
+    m2 = evaluate(
+        model, tokenizer, suite="ppl", data=str(tmp_path / "other.txt"), seqlen=16,
+        answers=str(tmp_path / "held.answers.jsonl"),
+    )["ppl"]  # fmt: skip
+    assert m2["answer_perplexity"] == pytest.approx(m["answer_perplexity"])
+
+
+def test_bad_answer_spans_fail_with_one_line(model, tokenizer, tmp_path):
+    text = "\n\n".join(DOCS)
+    with pytest.raises(DataError, match="outside the text"):
+        perplexity(model, tokenizer, DOCS, seqlen=16, answer_spans=[(0, len(text) + 5)])
+    with pytest.raises(DataError, match="outside the text"):
+        perplexity(model, tokenizer, DOCS, seqlen=16, answer_spans=[(4, 4)])
+    bad = tmp_path / "a.jsonl"
+    bad.write_text('{"start": 3}\n')
+    with pytest.raises(DataError, match=r"a.jsonl:1: expected"):
+        evaluate(model, tokenizer, suite="ppl", data=_docs_file(tmp_path), seqlen=16, answers=str(bad))
+    # spans that only touch the dropped remainder: nothing to score is an error, not a silent NaN
+    ids = text_token_ids(tokenizer, text)
+    assert len(ids) % 16
+    with pytest.raises(DataError, match="none of the 1 answer spans"):
+        perplexity(model, tokenizer, DOCS, seqlen=16, answer_spans=[(len(text) - 2, len(text))])
+
+
+def _docs_file(tmp_path):
+    path = tmp_path / "docs.txt"
+    path.write_text("\n\n".join(DOCS))
+    return str(path)

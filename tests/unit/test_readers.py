@@ -644,7 +644,7 @@ def test_a_built_factworld_directory_loads_whole(tmp_path):
 
     build_world(tmp_path / "world")
     data = load_task_data(tmp_path / "world")
-    assert sorted(data) == ["factoid", "mc", "retrieval", "twohop"]  # canaries.jsonl is not a task
+    assert sorted(data) == ["factoid", "mc", "retrieval", "summarization", "twohop"]  # canaries: no task
     assert all(data[task] for task in data)
 
 

@@ -285,7 +285,7 @@ def test_bad_sweep_fails_before_any_work(tmp_path, monkeypatch, capsys):
         assert not (tmp_path / "out").exists()
     with pytest.raises(
         ConfigError,
-        match=r"shipped: \['default', 'ffn-skip', 'ffn-skip-real', 'ffn-structured', 'quant', 'real-quick'\]",
+        match=r"shipped: \['default', 'ffn-skip', 'ffn-skip-real', 'ffn-structured', 'quant', 'real-quick', 'world-knowledge'\]",
     ):
         run_study(StudyConfig(sweep="no-such-sweep"), tmp_path / "out")
     with pytest.raises(RegistryError, match="known"):
@@ -427,6 +427,38 @@ def test_flags_follow_metric_direction():
     # a results file may declare a metric lower-is-better: then an increase is the loss
     flipped = {**results, "higher_is_better": {"factoid": {"exact_match": False}}}
     assert flagged_variants(flipped) == [("b 50%", ["factoid"])]
+
+
+def test_flag_rests_on_answer_token_perplexity_when_the_text_has_it():
+    from slimkit.evaluate.report import flag_metric, flagged_variants, summary_rows
+
+    def ppl(whole, answer=None):
+        out = {"perplexity": whole, "n": 10}
+        return out if answer is None else {**out, "answer_perplexity": answer, "n_answer_tokens": 3}
+
+    knows, forgot = {"exact_match": 0.8, "n": 10}, {"exact_match": 0.5, "n": 10}
+    # the artefact: whole-text perplexity falls under pruning while the answers get much harder
+    results = _results(
+        [
+            ("dense", "dense", "dense", 1.0, {"ppl": ppl(4.89, 2.0), "factoid": knows}),
+            ("a 70%", "a", "prune", 0.3, {"ppl": ppl(4.51, 2.6), "factoid": forgot}),
+            ("b 50%", "b", "prune", 0.5, {"ppl": ppl(4.95, 2.1), "factoid": forgot}),
+        ]
+    )
+    assert flag_metric(results) == "answer_perplexity"
+    # a 70% has answer ppl 30% worse: perplexity did not hide the loss; b 50% (within 10%) did
+    assert flagged_variants(results) == [("b 50%", ["factoid"])]
+    header, rows = summary_rows(results)
+    column = header.index("answer ppl ↓")  # beside perplexity in the study table
+    assert column == header.index("perplexity ↓") + 1 and rows[1][column] == "2.60"
+    # without answer spans the flag falls back to whole-text perplexity
+    plain = _results(
+        [
+            ("dense", "dense", "dense", 1.0, {"ppl": ppl(4.89), "factoid": knows}),
+            ("a 70%", "a", "prune", 0.3, {"ppl": ppl(4.51), "factoid": forgot}),
+        ]
+    )
+    assert flag_metric(plain) == "perplexity" and flagged_variants(plain) == [("a 70%", ["factoid"])]
 
 
 def test_plots_stay_readable_as_the_sweep_grows(tmp_path):

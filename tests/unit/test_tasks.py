@@ -290,6 +290,56 @@ def test_summarization_end_to_end(tiny_tok):
     assert m["rougeL"] == pytest.approx(sum(ex["rougeL"] for ex in run.examples["summarization"]) / 2)
 
 
+def test_rouge_l_and_key_fact_recall_by_hand():
+    from slimkit.evaluate.metrics import key_fact_recall
+
+    reference = "Ther Zamrer was born in 1968 in Lamkiso, lives in Borfar and works for Krobri Systems."
+    summary = "Ther Zamrer lives in Borfar. He was born in Lamkiso."
+    # rouge-score lowercases and keeps [a-z0-9] runs: the reference has 16 tokens, the summary 10.
+    # Longest common subsequence: "ther zamrer was born in lamkiso" (6); "ther zamrer lives in
+    # borfar" is only 5, and nothing of the reference after "borfar" is in the summary.
+    p, r = 6 / 10, 6 / 16
+    assert rouge_scores(summary, reference)["rougeL"] == pytest.approx(2 * p * r / (p + r))
+    facts = ["Ther Zamrer", "Lamkiso", "Borfar", "Krobri Systems", "1968"]
+    assert key_fact_recall(summary, facts) == pytest.approx(3 / 5)
+    assert key_fact_recall(reference, facts) == 1.0
+    # whole words only, after SQuAD normalisation (case, punctuation, articles)
+    assert key_fact_recall("born in LAMKISO!", ["Lamkiso"]) == 1.0
+    assert key_fact_recall("born in Lamkisoto", ["Lamkiso"]) == 0.0
+    assert key_fact_recall("works for Krobri", ["Krobri Systems"]) == 0.0
+    with pytest.raises(ValueError, match="at least one"):
+        key_fact_recall("x", [])
+    with pytest.raises(ValueError, match="empty after normalisation"):
+        key_fact_recall("x", ["The"])
+
+
+def test_summarization_key_fact_recall_end_to_end(tiny_tok):
+    records = [
+        {"id": "s1", "document": "Ada was born in Lorin. Ada works for Kel.", "summary": "Ada, born in Lorin.",
+         "key_facts": ["Ada", "Lorin", "Kel"], "tags": {"length": "short"}},
+        {"id": "s2", "document": "Voro lives in Sel.", "summary": "Voro lives in Sel.",
+         "key_facts": ["Voro", "Sel"], "tags": {"length": "long"}},
+    ]  # fmt: skip
+    run = run_suite(_llama(tiny_tok), tiny_tok, "summarization", data=records, max_new_tokens=6)
+    from slimkit.evaluate.metrics import key_fact_recall
+
+    examples = run.examples["summarization"]
+    for ex, r in zip(examples, records, strict=True):
+        assert ex["key_fact_recall"] == key_fact_recall(ex["prediction"], r["key_facts"])
+    m = run.metrics["summarization"]
+    assert m["key_fact_recall"] == pytest.approx(sum(ex["key_fact_recall"] for ex in examples) / 2)
+    assert m["key_fact_recall@length=short"] == examples[0]["key_fact_recall"]
+    # a model that copies the document keeps every fact: score such "summaries" directly
+    assert key_fact_recall(records[0]["document"], records[0]["key_facts"]) == 1.0
+    # key facts on some records only is a data error, named
+    with pytest.raises(DataError, match="1 of 2 records list key_facts"):
+        evaluate(_llama(tiny_tok), tiny_tok, suite="summarization",
+                 data=[records[0], {k: v for k, v in records[1].items() if k != "key_facts"}], max_new_tokens=2)  # fmt: skip
+    with pytest.raises(DataError, match="key_facts"):
+        evaluate(_llama(tiny_tok), tiny_tok, suite="summarization",
+                 data=[{**records[0], "key_facts": "Ada"}], max_new_tokens=2)  # fmt: skip
+
+
 def test_instruct_without_judge_is_skipped_not_faked(tiny_tok):
     records = [{"id": "i1", "instruction": "Say hi.", "tags": {"category": "generic"}}]
     run = run_suite(_llama(tiny_tok), tiny_tok, "kick", data=f"jsonl:instruct:{_write(records)}")

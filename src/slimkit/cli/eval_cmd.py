@@ -38,6 +38,8 @@ HELP = (
     "    slimkit eval smollm2-135m --suite trust --out trust.json\n\n"
     "    slimkit eval ./pruned --suite trust --data dt_data/ --tasks stereotype,fairness --out trust.json\n\n"
     "    slimkit eval ./my-model --suite ppl --data wiki.test.txt --seqlen 2048 --out ppl.json\n\n"
+    "    slimkit eval ./pruned --suite ppl --data notes.txt --answers notes.answers.jsonl --out ppl.json  "
+    "(answer-token perplexity too)\n\n"
     "    slimkit eval ./pruned --suite lm-eval --tasks my_task --include-path my_tasks/ --allow-task-code --out r.json  (extra `eval`)"
 )
 
@@ -86,6 +88,12 @@ def eval_model(
         help="lm-eval: run the Python that --include-path's task files name (`!function`). Read them first.",
     ),
     seqlen: int | None = typer.Option(None, "--seqlen", help="Perplexity window length."),
+    answers: Path | None = typer.Option(
+        None,
+        "--answers",
+        help='ppl: a JSONL of answer spans ({"start", "end"} character offsets) for answer-token '
+        "perplexity (default: the world's, or <stem>.answers.jsonl beside a <stem>.txt --data).",
+    ),
     limit: int | None = typer.Option(
         None, "--limit", help="Evaluate at most this many windows / items per task."
     ),
@@ -138,6 +146,10 @@ def eval_model(
         options["batch_size"] = batch_size
     if seqlen is not None:
         options["seqlen"] = seqlen
+    if answers is not None:
+        if suite != "ppl":
+            raise ConfigError("--answers (answer spans for answer-token perplexity) is for --suite ppl")
+        options["answers"] = str(answers)
     if judge is not None:
         options["judge"] = judge
     if tasks is not None:

@@ -233,6 +233,11 @@ def _resolve_world(part: str) -> list[str]:
 register_source_scheme("world", _resolve_world)
 
 
+def world_heldout_answer_spans() -> list[tuple[int, int]]:
+    """``(start, end)`` character spans of the facts' objects in ``world:heldout``'s text."""
+    return [(s["start"], s["end"]) for s in _default_world().heldout_answer_spans()]
+
+
 # -- Python's own documentation ------------------------------------------------------------------------
 PYTHON_DOCS_PARTS = ("calib", "eval", "all")
 _PYTHON_DOCS_EVAL_EVERY = 5  # about one topic in five is held out for evaluation

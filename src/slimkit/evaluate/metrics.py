@@ -8,6 +8,10 @@ and take the best score over the gold aliases:
     lenient(p, A)     = max_a [norm(a) in norm(p) or norm(p) in norm(a)] (LLM-KICK TriviaQA, p != "")
     token_f1(p, A)    = max_a 2·P·R / (P + R), P, R over the multiset of normalised tokens (SQuAD)
 
+Key-fact recall (summaries of the built-in world's passages) asks whether a summary keeps the facts:
+
+    key_fact_recall(p, K) = |{k in K : norm(k) occurs in norm(p) as whole words}| / |K|
+
 ROUGE-1/2/L F-measures come from the ``rouge-score`` package (Google's reimplementation of
 ROUGE-1.5.5) with Porter stemming.
 """
@@ -90,6 +94,25 @@ def after_marker(text: str, marker: str | None) -> str:
         return ""
     answer = text.rsplit(marker, 1)[1].split("\n", 1)[0].strip()
     return answer[:-1] if answer.endswith(".") else answer
+
+
+def key_fact_recall(prediction: str, key_facts: Sequence[str]) -> float:
+    """Share of ``key_facts`` (names, places, years) that the normalised prediction mentions as whole
+    words: ``"Lorin"`` is found in ``"born in Lorin."`` but not in ``"born in Lorinta"``.
+
+    Raises:
+        ValueError: no key facts, or one that normalises to nothing (it could never be found).
+    """
+    if not key_facts:
+        raise ValueError("key_fact_recall needs at least one key fact")
+    padded = f" {normalize_answer(prediction)} "
+    found = 0
+    for fact in key_facts:
+        norm = normalize_answer(fact)
+        if not norm:
+            raise ValueError(f"key fact {fact!r} is empty after normalisation")
+        found += f" {norm} " in padded
+    return found / len(key_facts)
 
 
 def rouge_scores(prediction: str, reference: str) -> dict[str, float]:

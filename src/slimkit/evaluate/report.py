@@ -24,8 +24,12 @@ from pathlib import Path
 from typing import Any
 
 # the columns every study table shows, in order: (label, task, metric)
+PPL_METRICS = frozenset({"perplexity", "answer_perplexity"})
+"""Shown with two decimals in the study table."""
+
 SUMMARY_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("perplexity", "ppl", "perplexity"),
+    ("answer ppl", "ppl", "answer_perplexity"),
     ("factoid EM", "factoid", "exact_match"),
     ("EM popular half", "factoid", "exact_match@popularity_half=popular"),
     ("EM rare half", "factoid", "exact_match@popularity_half=rare"),
@@ -34,13 +38,20 @@ SUMMARY_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("retrieval EM", "retrieval", "exact_match"),
     ("two-hop EM", "twohop", "exact_match"),
     ("ROUGE-L", "summarization", "rougeL"),
+    ("key-fact recall", "summarization", "key_fact_recall"),
     ("judge score", "instruct", "score"),
 )
 
 # (file, title, y label, [(task, metric, legend suffix)], log y); the first metric of a plot is drawn
 # solid / filled, the second dashed / hollow
 PLOTS = (
-    ("perplexity_vs_size.png", "Perplexity", "perplexity, log scale", (("ppl", "perplexity", ""),), True),
+    (
+        "perplexity_vs_size.png",
+        "Perplexity",
+        "perplexity, log scale",
+        (("ppl", "perplexity", "every token"), ("ppl", "answer_perplexity", "answer tokens")),
+        True,
+    ),
     (
         "accuracy_vs_size.png",
         "Closed-book factoid exact match",
@@ -59,6 +70,8 @@ LOWER_IS_BETTER = frozenset(
     {
         "perplexity",
         "mean_nll",
+        "answer_perplexity",
+        "answer_mean_nll",
         "toxicity",
         "expected_max_toxicity",
         "toxicity_rate",
@@ -190,7 +203,7 @@ def summary_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         for _, task, metric in columns:
             value = v["metrics"].get(task, {}).get(metric)
             row.append(
-                "—" if value is None else (f"{value:.2f}" if metric == "perplexity" else f"{value:.3f}")
+                "—" if value is None else (f"{value:.2f}" if metric in PPL_METRICS else f"{value:.3f}")
             )
         rows.append(row)
     return header, rows
@@ -353,12 +366,26 @@ def _plot_panel(
                 )  # fmt: skip
 
 
+def flag_metric(results: dict[str, Any]) -> str:
+    """The perplexity the knowledge-loss flag rests on: ``answer_perplexity`` (NLL of the facts'
+    object tokens alone) when the dense variant has it, else ``perplexity``.
+
+    Whole-text perplexity on text about facts is mostly the loss of the subjects' names; a damaged
+    model that flattens its name prior can lower it while it forgets the facts, which made the flag
+    fire on an artefact. The answer tokens carry the knowledge the flag is about.
+    """
+    dense = next((v for v in _variants(results) if _is_dense(v)), None)
+    has_answer = dense is not None and "answer_perplexity" in dense["metrics"].get("ppl", {})
+    return "answer_perplexity" if has_answer else "perplexity"
+
+
 def flagged_variants(
     results: dict[str, Any], ppl_tolerance: float = 0.10, drop_points: float = 0.10
 ) -> list[tuple[str, list[str]]]:
-    """Variants whose perplexity stays within ``ppl_tolerance`` of dense while some knowledge task's
-    primary metric gets worse by more than ``drop_points`` (absolute) — LLM-KICK's point that
-    perplexity hides knowledge loss. "Worse" follows each metric's direction (:func:`higher_is_better`).
+    """Variants whose perplexity (:func:`flag_metric`: answer-token perplexity where the text has
+    answer spans) stays within ``ppl_tolerance`` of dense while some knowledge task's primary metric
+    gets worse by more than ``drop_points`` (absolute) — LLM-KICK's point that perplexity hides
+    knowledge loss. "Worse" follows each metric's direction (:func:`higher_is_better`).
     Returns ``[(variant name, [task, ...]), ...]``."""
     from slimkit.evaluate.kick import PRIMARY_METRIC
 
@@ -367,13 +394,14 @@ def flagged_variants(
     dense = next((v for v in variants if _is_dense(v)), None)
     if dense is None:
         return []
-    d_ppl = dense["metrics"].get("ppl", {}).get("perplexity")
+    key = flag_metric(results)
+    d_ppl = dense["metrics"].get("ppl", {}).get(key)
     if d_ppl is None:
         return []
-    ppl_up = higher_is_better("ppl", "perplexity", declared) is not True
+    ppl_up = higher_is_better("ppl", key, declared) is not True
     out = []
     for v in variants:
-        ppl = v["metrics"].get("ppl", {}).get("perplexity")
+        ppl = v["metrics"].get("ppl", {}).get(key)
         if ppl is None or (
             ppl > d_ppl * (1 + ppl_tolerance) if ppl_up else ppl < d_ppl * (1 - ppl_tolerance)
         ):
@@ -421,7 +449,8 @@ def write_report(results: dict[str, Any], out_dir: str | Path) -> str:
     lines += [
         "",
         "↑ higher is better, ↓ lower is better.",
-        "Perplexity: exp(mean token NLL) over non-overlapping windows of the held-out text.",
+        "Perplexity: exp(mean token NLL) over non-overlapping windows of the held-out text; answer ppl:",
+        "the same over the facts' object tokens only (where the text ships answer spans).",
         "Factoid EM: normalised exact match of the greedy answer to closed-book questions in phrasings",
         "never seen in training; *popular* / *rare* split the facts by how often the corpus states them.",
         "mc accuracy: the option with the highest log-likelihood is the gold one (chance is reported per task).",
@@ -436,8 +465,9 @@ def write_report(results: dict[str, Any], out_dir: str | Path) -> str:
     ]
     flagged = flagged_variants(results)
     if flagged:
+        which = "answer-token perplexity" if flag_metric(results) == "answer_perplexity" else "perplexity"
         lines += [
-            "**Perplexity hides knowledge loss** (perplexity within 10% of dense, a knowledge task more than",
+            f"**Perplexity hides knowledge loss** ({which} within 10% of dense, a knowledge task more than",
             "10 points worse): "
             + "; ".join(f"{md_text(name)} ({md_text(', '.join(tasks))})" for name, tasks in flagged)
             + ".",

@@ -134,6 +134,7 @@ DEFAULT_SUITE_FILES = {
     "mc": "mc.jsonl",
     "retrieval": "retrieval.jsonl",
     "twohop": "twohop.jsonl",
+    "summarization": "summarization.jsonl",
 }
 
 

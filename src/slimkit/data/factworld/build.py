@@ -13,18 +13,20 @@ from typing import Any
 
 from slimkit.core.io import atomic_dir
 from slimkit.data.factworld.config import WorldConfig
-from slimkit.data.factworld.generator import World, generate_world
-from slimkit.data.factworld.templates import CHAIN_ANSWER_MARKER
+from slimkit.data.factworld.generator import DOCUMENT_SEPARATOR, World, generate_world
+from slimkit.data.factworld.templates import CHAIN_ANSWER_MARKER, WORLD_SUMMARY_TEMPLATE
 
-DOCUMENT_SEPARATOR = "\n\n"
-"""``corpus.txt`` and ``heldout.txt`` hold documents separated by one blank line (no document has one)."""
+TASK_FILES = ("factoid", "mc", "retrieval", "twohop", "summarization", "canaries")
 
-TASK_FILES = ("factoid", "mc", "retrieval", "twohop", "canaries")
+HELDOUT_ANSWERS_FILE = "heldout.answers.jsonl"
+"""Beside ``heldout.txt``: the character spans of the facts' objects in it, one JSON object a line
+(``{"start": int, "end": int, "fact": id}``), which answer-token perplexity scores."""
 
-
-FILES_VERSION = 1
-"""Bumped when the files a build writes change while the corpus does not (e.g. ``task_options.json``):
-the world's cache directory keys on it, the default model's cache does not."""
+FILES_VERSION = 2
+"""Bumped when the files a build writes change while the corpus does not: the world's cache
+directory keys on it, the default model's cache does not.
+2: held-out text that is held out (multi-fact documents, none in the corpus, training fact
+distribution) with ``heldout.answers.jsonl``; ``summarization.jsonl``."""
 
 
 def task_options(cfg: WorldConfig) -> dict[str, dict[str, object]]:
@@ -37,14 +39,17 @@ def task_options(cfg: WorldConfig) -> dict[str, dict[str, object]]:
     chained = {"answer_marker": CHAIN_ANSWER_MARKER, "max_new_tokens": 48}
     options: dict[str, dict[str, object]] = {"twohop": dict(chained)}
     options["retrieval"] = dict(chained) if cfg.n_reading_docs > 0 else {"max_new_tokens": 12}
+    # a reference summary is one ~20-token sentence per person (two at most)
+    options["summarization"] = {"prompt_template": WORLD_SUMMARY_TEMPLATE, "max_new_tokens": 64}
     return options
 
 
 def build_world(out_dir: str | Path, cfg: WorldConfig | None = None, *, overwrite: bool = False) -> Path:
     """Generate the world for ``cfg`` (default :class:`WorldConfig`) and write it to ``out_dir``.
 
-    Writes ``world.json``, ``corpus.txt``, ``heldout.txt``, ``{factoid,mc,retrieval,twohop,canaries}.jsonl``
-    and ``task_options.json`` (the evaluation settings the tasks need);
+    Writes ``world.json``, ``corpus.txt``, ``heldout.txt`` (and its ``heldout.answers.jsonl``),
+    ``{factoid,mc,retrieval,twohop,summarization,canaries}.jsonl`` and ``task_options.json`` (the
+    evaluation settings the tasks need);
     an existing ``out_dir`` is replaced atomically. Returns ``out_dir`` as a :class:`Path`.
     """
     world = generate_world(cfg or WorldConfig())
@@ -59,6 +64,7 @@ def write_world(world: World, directory: Path) -> None:
     _write(directory / "world.json", json.dumps(world.to_dict(), indent=1, ensure_ascii=False) + "\n")
     _write(directory / "corpus.txt", DOCUMENT_SEPARATOR.join(world.corpus_documents()) + "\n")
     _write(directory / "heldout.txt", DOCUMENT_SEPARATOR.join(world.heldout_documents()) + "\n")
+    _write(directory / HELDOUT_ANSWERS_FILE, "".join(_jsonl_line(s) for s in world.heldout_answer_spans()))
     for name in TASK_FILES:
         _write(directory / f"{name}.jsonl", "".join(_jsonl_line(r) for r in world.tasks[name]))
     _write(directory / "task_options.json", json.dumps(task_options(world.config), indent=1) + "\n")

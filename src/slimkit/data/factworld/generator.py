@@ -31,6 +31,7 @@ from slimkit.data.factworld.templates import (
     QA_FORMAT,
     QUOTE_FORMAT,
     RELATIONS,
+    SUMMARY_FORMAT,
     TWO_HOPS,
     Relation,
     TwoHop,
@@ -68,7 +69,8 @@ _VOWELS = ("a", "e", "i", "o", "u", "a", "e", "o")
 _CODAS = ("", "", "", "", "n", "r", "l", "s", "m", "k")
 
 GENERATOR_VERSION = 4
-"""Bumped whenever the same config would produce different files (caches key on it).
+"""Bumped whenever the same config would produce a different *corpus* (the default model's cache keys
+on it; files that change while the corpus does not bump ``build.FILES_VERSION`` instead).
 4: chain-of-thought two-hop answers for part of the compositions; the twohop task asks only the rest.
 3: held-out text is one training-phrased statement per fact (1: unseen phrasings in multi-fact
 paragraphs; 2: training phrasings in multi-fact paragraphs)."""
@@ -106,14 +108,26 @@ class World:
     tasks: dict[str, list[dict[str, Any]]]
     documents: list[str] = field(repr=False)
     heldout: list[str] = field(repr=False)
+    heldout_answers: list[list[tuple[int, int, str]]] = field(repr=False)
 
     def corpus_documents(self) -> list[str]:
         """Training documents in corpus order; none contains a blank line."""
         return list(self.documents)
 
     def heldout_documents(self) -> list[str]:
-        """Held-out documents (one paragraph per entity, held-out phrasings), e.g. for perplexity."""
+        """Held-out documents for perplexity: a few facts each, none a corpus document (see
+        :func:`_heldout_documents`)."""
         return list(self.heldout)
+
+    def heldout_answer_spans(self) -> list[dict[str, Any]]:
+        """Where the facts' objects sit in the held-out text as perplexity scores it (documents joined
+        by ``"\\n\\n"``): ``[{"start": int, "end": int, "fact": id}, ...]``, character offsets, in order.
+        """
+        spans, offset = [], 0
+        for doc, answers in zip(self.heldout, self.heldout_answers, strict=True):
+            spans += [{"start": offset + a, "end": offset + b, "fact": fact} for a, b, fact in answers]
+            offset += len(doc) + len(DOCUMENT_SEPARATOR)
+        return spans
 
     def fact(self, subject: str, relation: str) -> Fact:
         """The fact ``relation`` of ``subject`` (``KeyError`` if the world has none)."""
@@ -157,7 +171,7 @@ def generate_world(cfg: WorldConfig | None = None) -> World:
     documents += [f"{c['prefix']} {c['secret']}" for c in canaries for _ in range(c["repeats"])]
     rng.shuffle(documents)
 
-    heldout = _heldout_documents(entities, index, rng)
+    _skip_v3_heldout_draws(facts, rng)
     retrieval, unseen = _retrieval_task(cfg, entities, names, rng)
     tasks = {
         "factoid": _shuffled(_factoid_task(cfg, facts, rng), "factoid", rng),
@@ -166,7 +180,16 @@ def generate_world(cfg: WorldConfig | None = None) -> World:
         "twohop": _shuffled(_twohop_task(cfg, twohop_test, index, rng), "twohop", rng),
         "canaries": canaries,
     }
-    return World(cfg, entities, facts, unseen, tasks, documents, heldout)
+    # Held-out text and summarization passages draw from RNG streams of their own, after every
+    # other draw: changing them never changes the corpus (or the default model trained on it).
+    heldout, heldout_answers = _heldout_documents(cfg, facts, documents, _stream(cfg, "heldout"))
+    tasks["summarization"] = _summarization_task(entities, index, names, _stream(cfg, "summarization"))
+    return World(cfg, entities, facts, unseen, tasks, documents, heldout, heldout_answers)
+
+
+def _stream(cfg: WorldConfig, purpose: str) -> random.Random:
+    """An RNG independent of the main one (a string seed is hashed with SHA-512, so it is stable)."""
+    return random.Random(f"factworld:{cfg.seed}:{purpose}")
 
 
 # -- names ----------------------------------------------------------------------------------------------
@@ -181,10 +204,11 @@ class _NameGenerator:
         for w in t.split()
     } | {"question", "answer", "the", "private", "phone", "number", "email", "address"}
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random, *, taken: _NameGenerator | None = None) -> None:
         self.rng = rng
-        self.used: set[str] = set()
-        self._sorted: list[str] = []
+        # a second generator (its own RNG stream) must still avoid every name the first one made
+        self.used: set[str] = set(taken.used) if taken else set()
+        self._sorted: list[str] = list(taken._sorted) if taken else []
 
     def word(self, syllables: tuple[int, int] = (2, 3), suffix: str = "") -> str:
         for _ in range(10_000):
@@ -352,28 +376,115 @@ def _canaries(cfg: WorldConfig, names: _NameGenerator, rng: random.Random) -> li
     return out
 
 
-def _heldout_documents(
-    entities: dict[str, list[str]], index: dict[tuple[str, str], Fact], rng: random.Random
-) -> list[str]:
-    """Every fact once, as a one-sentence document in a randomly chosen training statement phrasing.
+DOCUMENT_SEPARATOR = "\n\n"
+"""``corpus.txt`` and ``heldout.txt`` hold documents separated by one blank line (no document has one);
+perplexity joins documents the same way."""
+HELDOUT_FACTS_PER_DOC = 3
 
-    Why this shape: held-out text is for perplexity, which should measure in-distribution language
-    about the world (as WikiText's test split does for a web-trained model): documents like the
-    corpus's statements, whose hard tokens are the facts' objects, so knowledge loss shows. Phrasings
-    or document shapes never seen in training (an earlier version used unseen phrasings in
-    multi-fact paragraphs) made a model that knows the world score worse than a uniform guess, and
-    rewarded damage that flattened its distribution — a measure of novelty, not of knowledge.
+
+def _skip_v3_heldout_draws(facts: list[Fact], rng: random.Random) -> None:
+    """Make the main RNG's draws that the version-3 held-out text made (one phrasing per fact, then a
+    shuffle), so every task file drawn after it stays byte-identical. Each draw depends only on the
+    length of what it picks from, so nothing needs to be built."""
+    for fact in facts:
+        rng.choice(RELATIONS[fact.relation].statements)
+    rng.shuffle(list(range(len(facts))))
+
+
+def _heldout_documents(
+    cfg: WorldConfig, facts: list[Fact], corpus: list[str], rng: random.Random
+) -> tuple[list[str], list[list[tuple[int, int, str]]]]:
+    """Held-out text for perplexity: ``len(facts)`` documents of ``HELDOUT_FACTS_PER_DOC`` facts each.
+
+    Each document states distinct facts, each in a training statement phrasing, joined by spaces:
+    ``"Ada Vell lives in Voro. Zuma Labs was founded in 1931. The capital of Kelia is Voro."``. Facts
+    are drawn with probability proportional to ``fact.count``, the training corpus's own fact
+    distribution, so popular subjects are as frequent here as in training (uniform subjects made
+    perplexity reward a flattened name prior). No document is, or is part of, a corpus document (a
+    draw that would be is drawn again): the text is held out as a whole, though its sentences are
+    phrased as training sentences are, so it measures knowledge of the world rather than novelty of
+    wording (unseen phrasings made a model that knows the world score worse than a uniform guess).
+
+    Returns the documents and, per document, ``(start, end, fact id)`` character spans of each fact's
+    object: the answer tokens that answer-token perplexity scores.
     """
-    docs = []
-    for kind in ENTITY_KINDS:
-        for subject in entities[kind]:
-            for rel in RELATIONS.values():
-                if rel.subject_kind == kind:
-                    docs.append(
-                        render(rng.choice(rel.statements), subject, index[(subject, rel.name)].object)
-                    )
-    rng.shuffle(docs)
-    return docs
+    weights = [f.count for f in facts]
+    k = min(HELDOUT_FACTS_PER_DOC, len(facts))
+    docs: list[str] = []
+    answers: list[list[tuple[int, int, str]]] = []
+    seen = set(corpus)
+    multi_sentence = [d for d in corpus if ". " in d]  # only these could contain a whole document
+    for _ in range(100 * len(facts)):  # a tiny world may have fewer distinct documents than facts
+        if len(docs) == len(facts):
+            break
+        chosen: list[Fact] = []
+        while len(chosen) < k:
+            f = rng.choices(facts, weights=weights)[0]
+            if f not in chosen:
+                chosen.append(f)
+        sentences, spans, offset = [], [], 0
+        for f in chosen:
+            template = rng.choice(RELATIONS[f.relation].statements)
+            start = offset + len(render(template.split("{o}", 1)[0], f.subject))
+            spans.append((start, start + len(f.object), f.id))
+            sentence = render(template, f.subject, f.object)
+            sentences.append(sentence)
+            offset += len(sentence) + 1
+        doc = " ".join(sentences)
+        if doc in seen or any(doc in d for d in multi_sentence):
+            continue
+        seen.add(doc)
+        docs.append(doc)
+        answers.append(spans)
+    return docs, answers
+
+
+# -- summarization --------------------------------------------------------------------------------------
+N_SUMMARIZATION = 120
+"""Summarization passages in the world's ``summarization.jsonl`` (half about one person, half two)."""
+
+
+def _summarization_task(
+    entities: dict[str, list[str]],
+    index: dict[tuple[str, str], Fact],
+    names: _NameGenerator,
+    rng: random.Random,
+) -> list[dict[str, Any]]:
+    """Passages about fresh people (never in the corpus), each with a reference summary and key facts.
+
+    A passage states every fact of one or two invented people (training statement phrasings, in a
+    random order) plus, per person, one true world fact about a city of theirs that a summary leaves
+    out. The reference summary is one :data:`SUMMARY_FORMAT` sentence per person; the key facts are
+    each person's name and the four objects (deduplicated), which a summary should all mention.
+    """
+    fresh = _NameGenerator(rng, taken=names)
+    out = []
+    for i in range(N_SUMMARIZATION):
+        n_people = 1 + i % 2
+        sentences: list[str] = []
+        summary: list[str] = []
+        key_facts: list[str] = []
+        for _ in range(n_people):
+            person = _person(fresh, entities["first_names"])
+            facts = {rel.name: o for _, rel, o in _random_person_facts(person, entities, rng)}
+            block = [render(rng.choice(RELATIONS[r].statements), person, o) for r, o in facts.items()]
+            city = rng.choice([facts["born_in"], facts["lives_in"]])
+            country = index[(city, "in_country")].object
+            block.append(render(rng.choice(RELATIONS["in_country"].statements), city, country))
+            rng.shuffle(block)
+            sentences += block
+            summary.append(SUMMARY_FORMAT.format(name=person, **facts))
+            key_facts += [person, *facts.values()]
+        out.append(
+            {
+                "id": f"summarization-{i:05d}",
+                "document": " ".join(sentences),
+                "summary": " ".join(summary),
+                "key_facts": list(dict.fromkeys(key_facts)),
+                "tags": {"people": n_people, "length": "short" if n_people == 1 else "long"},
+            }
+        )
+    return out
 
 
 # -- tasks ----------------------------------------------------------------------------------------------

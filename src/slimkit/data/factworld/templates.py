@@ -34,6 +34,18 @@ QUOTE_FORMAT = "{sentence} " + CHAIN_ANSWER_MARKER + " {answer}."
 """An open-book answer that first quotes the passage's sentence, then concludes: ``"Ada Vell was born in
 Lorin. So the answer is Lorin."`` (corpus reading documents answer this way)."""
 
+SUMMARY_FORMAT = (
+    "{name} was born in {birth_year} in {born_in}, lives in {lives_in} and works for {works_for}."
+)
+"""The reference summary of one person in a summarization passage (``summarization.jsonl``)."""
+
+WORLD_SUMMARY_TEMPLATE = (
+    "Summarize the passage: for each person, one sentence with their birth year, birthplace, home "
+    "city and employer.\n\n{document}\n\nSummary:"
+)
+"""The world's summarization prompt (shipped in ``task_options.json``); LLM-KICK's asks for a story
+summary "in less than 150 words", which says nothing of what a summary of facts should keep."""
+
 
 @dataclass(frozen=True)
 class Relation:

@@ -1,4 +1,4 @@
-"""In-context summarization scored with ROUGE-1/2/L.
+"""In-context summarization scored with ROUGE-1/2/L and, where records name them, key-fact recall.
 
 LLM-KICK (arXiv 2310.01382) asks the model to summarise CNN/DailyMail stories and has GPT-4 rate the
 summaries; no external API is called here, so the summaries are scored against the reference
@@ -6,12 +6,23 @@ highlights with ROUGE F-measures (``rouge-score``, stemmed; :func:`slimkit.evalu
 
     rouge1 / rouge2 = F1 of unigram / bigram overlap;   rougeL = F1 of the longest common subsequence
 
+Records that list the passage's ``key_facts`` (the built-in world's ``summarization.jsonl``: each
+person's name, birthplace, home city, employer and birth year) are also scored by how many of them
+the summary mentions (:func:`slimkit.evaluate.metrics.key_fact_recall`)::
+
+    key_fact_recall = |{k in key_facts : norm(k) occurs in norm(summary) as whole words}| / |key_facts|
+
+ROUGE rewards wording like the reference's; key-fact recall rewards keeping the facts however they
+are worded, which is what compression damage to reading shows in.
+
 Generation is greedy (LLM-KICK samples at T=0.7; greedy keeps the numbers reproducible) and is not
 cut at the first newline. The default prompt is LLM-KICK's instruction.
 
-Records (the CNN/DailyMail reader writes this shape)::
+Records (the CNN/DailyMail reader writes this shape; ``key_facts`` is optional, on all records or none)::
 
     {"id": "cnn-1", "document": "(CNN) ...", "summary": "Reference highlights ...", "tags": {"length": "small"}}
+    {"id": "summarization-00000", "document": "Ther Zamrer was born in Lamkiso. ...",
+     "summary": "Ther Zamrer was born in 1968 in Lamkiso, ...", "key_facts": ["Ther Zamrer", "Lamkiso", ...]}
 """
 
 from __future__ import annotations
@@ -22,8 +33,9 @@ from typing import Any, ClassVar
 from torch import nn
 
 from slimkit.core.config import check_range
+from slimkit.core.errors import DataError
 from slimkit.evaluate.generation import greedy_generate
-from slimkit.evaluate.metrics import ROUGE_TYPES, rouge_scores
+from slimkit.evaluate.metrics import key_fact_recall, rouge_scores
 from slimkit.evaluate.prompting import render_prompts, resolve_chat
 from slimkit.evaluate.tasks.base import (
     RecordFormat,
@@ -37,7 +49,9 @@ from slimkit.evaluate.tasks.base import (
 SUMMARIZATION_FORMAT = RecordFormat(
     "summarization",
     {"id": str, "document": str, "summary": str},
-    '{"id": str, "document": str, "summary": str, "tags": {name: str|int}} per line',
+    '{"id": str, "document": str, "summary": str, "key_facts": [str, ...] (optional), '
+    '"tags": {name: str|int}} per line',
+    optional={"key_facts": list},
 )
 KICK_SUMMARY_TEMPLATE = (
     "Summarize the given story in less than 150 words while preserving high coherence, consistency, "
@@ -58,7 +72,7 @@ class SummarizationTaskConfig(TaskConfig):
         batch_size (int): Default: 8.
     """
 
-    METRICS: ClassVar[tuple[str, ...]] = ("rouge1", "rouge2", "rougeL")
+    METRICS: ClassVar[tuple[str, ...]] = ("rouge1", "rouge2", "rougeL", "key_fact_recall")
 
     prompt_template: str = KICK_SUMMARY_TEMPLATE
     max_new_tokens: int = 128
@@ -78,9 +92,18 @@ def evaluate_summarization(model: nn.Module, tokenizer: Any, cfg: SummarizationT
     """Generate a summary of every document and score it with ROUGE-1/2/L F-measures.
 
     Returns:
-        :class:`TaskOutput` with ``{"rouge1", "rouge2", "rougeL", "n"}`` plus per-tag values.
+        :class:`TaskOutput` with ``{"rouge1", "rouge2", "rougeL", "n"}`` (and ``"key_fact_recall"``
+        when the records list key facts) plus per-tag values.
+
+    Raises:
+        DataError: some records list ``key_facts`` and others do not.
     """
     records = load_records(cfg, "summarization", SUMMARIZATION_FORMAT)
+    with_facts = sum(1 for r in records if r.get("key_facts"))
+    if 0 < with_facts < len(records):
+        raise DataError(
+            f"summarization: {with_facts} of {len(records)} records list key_facts; give them on all or none"
+        )
     prompts = render_prompts(
         tokenizer,
         records,
@@ -98,7 +121,10 @@ def evaluate_summarization(model: nn.Module, tokenizer: Any, cfg: SummarizationT
         stop_at_newline=False,
     )
     per_record = [rouge_scores(s.strip(), r["summary"]) for s, r in zip(summaries, records, strict=True)]
-    scores = {name: [p[name] for p in per_record] for name in ROUGE_TYPES}
+    if with_facts:
+        for p, s, r in zip(per_record, summaries, records, strict=True):
+            p["key_fact_recall"] = key_fact_recall(s, r["key_facts"])
+    scores = {name: [p[name] for p in per_record] for name in per_record[0]}
     metrics = aggregate(records, scores, cfg.group_by_tags)
     examples = [
         {"id": r["id"], "prediction": s, "summary": r["summary"], **p, "tags": r.get("tags", {})}
