@@ -217,7 +217,8 @@ def run_model(name: str, args: argparse.Namespace, save=lambda partial: None) ->
     setup = SETUPS[name]
     dense, tok = load(name)
     dense.eval()
-    skip_cfg = FFNSkipConfig(target_ratio=args.ratio, **setup["cold"])
+    decode = {"prompts": args.calib_prompts, "new_tokens": args.calib_new_tokens}
+    skip_cfg = FFNSkipConfig(target_ratio=args.ratio, **setup["cold"], **decode)
     calib = calibration_for(skip_cfg, tok, setup["calib"], nsamples=32, seqlen=64, seed=0)
     held_out = calib.ids[16:, :32]  # speed prompts: not the 16 calibration prompts
     variants: list[tuple[str, Any, Any]] = [("dense", None, None)]
@@ -227,14 +228,16 @@ def run_model(name: str, args: argparse.Namespace, save=lambda partial: None) ->
     makers = [
         (f"ffn-skip {args.ratio:.0%}", lambda _: skip_cfg),
         ("layer-drop (ShortGPT)", lambda share: LayerDropConfig(compute_ratio=share)),
-        ("early-exit (CALM)", lambda share: EarlyExitConfig(compute_ratio=share)),
+        ("early-exit (CALM)", lambda share: EarlyExitConfig(compute_ratio=share, **decode)),
     ]
     for extent in extents_for(name, args.extents):
         if extent != skip_cfg.extent:
             makers.append(
                 (
                     f"ffn-skip {args.ratio:.0%} extent {extent}",
-                    lambda _, e=extent: FFNSkipConfig(target_ratio=args.ratio, extent=e, **setup["cold"]),
+                    lambda _, e=extent: FFNSkipConfig(
+                        target_ratio=args.ratio, extent=e, **setup["cold"], **decode
+                    ),
                 )
             )
     for label, make in makers:
@@ -359,6 +362,8 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--kick-limit", type=int, default=100)
+    parser.add_argument("--calib-prompts", type=int, default=16, help="prompts decoded per τ tried")
+    parser.add_argument("--calib-new-tokens", type=int, default=32, help="tokens decoded per prompt per τ")
     parser.add_argument("--out-name", default="ffn_skip", help="benchmarks/results/<name>.json")
     parser.add_argument("--extents", default="default:none,1,2;smollm2-135m:none,4,8")
     parser.add_argument("--compiled", default="default", help="models whose static-cache decode is compiled")
