@@ -530,3 +530,19 @@ def test_cli_compress_records_tau_and_generate_uses_it(tiny4_dir, tmp_path, caps
     code, stdout, err = run(["generate", out, "--prompt", "The river", "--max-new-tokens", "6"], capsys)
     assert code == 0, err
     assert "ffn-skip: τ=0.500000" in stdout
+
+
+def test_cli_compress_takes_the_extent(tiny4_dir, tmp_path, capsys):
+    out = tmp_path / "skip-extent"
+    code, _, err = run(
+        ["compress", str(tiny4_dir), "--method", "ffn-skip", "--threshold", "0.9", "--extent", "1",
+         "--cold-end", "0", "--out", str(out)],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads((out / "slimkit.json").read_text())["ffn-skip"]["extent"] == 1
+    code, _, err = run(
+        ["compress", str(tiny4_dir), "--method", "ffn-skip", "--extent", "0", "--out", str(tmp_path / "x")],
+        capsys,
+    )
+    assert_one_line_error(code, err, "extent")
