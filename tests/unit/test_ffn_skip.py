@@ -421,6 +421,8 @@ def test_graph_safe_gate_makes_the_eager_decisions(extent):
     graph = _generate(model)
     assert torch.equal(graph, eager)
     assert skip_stats(model)["layer_skip_ratio"] == eager_stats["layer_skip_ratio"]
+    state.set_graph_safe(False)  # switching back keeps the counts
+    assert skip_stats(model)["layer_skip_ratio"] == eager_stats["layer_skip_ratio"]
     assert eager_stats["skip_ratio"] > 0
 
 

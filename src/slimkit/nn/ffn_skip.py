@@ -230,6 +230,7 @@ class SkipState:
 
     def set_graph_safe(self, on: bool = True) -> None:
         """Switch between the eager and the graph-safe gate (same decisions; see the class docstring)."""
+        self.skipped = self.skipped_counts()  # keep what the graph-safe gate counted
         self.graph_safe = bool(on)
         self.t_left = self.t_run = self.t_active = self.t_skipped = None
 
