@@ -230,6 +230,8 @@ def run_model(name: str, args: argparse.Namespace, save=lambda partial: None) ->
         ("layer-drop (ShortGPT)", lambda share: LayerDropConfig(compute_ratio=share)),
         ("early-exit (CALM)", lambda share: EarlyExitConfig(compute_ratio=share, **decode)),
     ]
+    if args.no_baselines:
+        makers = makers[:1]
     for extent in extents_for(name, args.extents):
         if extent != skip_cfg.extent:
             makers.append(
@@ -364,6 +366,7 @@ def main() -> None:
     parser.add_argument("--kick-limit", type=int, default=100)
     parser.add_argument("--calib-prompts", type=int, default=16, help="prompts decoded per τ tried")
     parser.add_argument("--calib-new-tokens", type=int, default=32, help="tokens decoded per prompt per τ")
+    parser.add_argument("--no-baselines", action="store_true", help="dense and FFN-skip (and extents) only")
     parser.add_argument("--out-name", default="ffn_skip", help="benchmarks/results/<name>.json")
     parser.add_argument("--extents", default="default:none,1,2;smollm2-135m:none,4,8")
     parser.add_argument("--compiled", default="default", help="models whose static-cache decode is compiled")
