@@ -107,3 +107,26 @@ def test_benchmark_prompts_smollm2_as_the_evaluator_does():
     metrics = bench.kick(model, tok, bench.SETUPS["smollm2-135m"]["kick"], 40)
     assert metrics["factoid"]["contains"] > metrics["factoid"]["chance"]
     assert bench.headline(metrics, "contains")["factoid contains"] == metrics["factoid"]["contains"]
+
+
+@pytest.mark.slow
+@pytest.mark.real_model
+def test_smollm2_early_exit_computes_only_kv_after_the_exit():
+    """SmolLM2-135M: with rows exiting, the K/V-only later blocks give the tokens of running them whole."""
+    from slimkit.compress import EarlyExitConfig
+    from slimkit.models import load_model
+    from slimkit.nn.layer_skip import get_early_exit_state
+
+    model, tok = load_model("smollm2-135m")
+    compress_(model, EarlyExitConfig(threshold=0.98, warmup_tokens=1), progress=False)
+    texts = ("The capital of France is the city of", "Water boils at a temperature of one hundred")
+    ids = torch.tensor([tok(t)["input_ids"][:5] for t in texts])
+    kwargs = {"max_new_tokens": 10, "min_new_tokens": 10, "do_sample": False, "pad_token_id": 0}
+    state = get_early_exit_state(model)
+    with torch.no_grad():
+        fast = model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
+        exited = state.stats()["exit_ratio"]
+        state.kv_only = False
+        ref = model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
+    assert exited > 0
+    assert torch.equal(fast, ref)
