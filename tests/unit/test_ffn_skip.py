@@ -548,3 +548,12 @@ def test_cli_compress_takes_the_extent(tiny4_dir, tmp_path, capsys):
         capsys,
     )
     assert_one_line_error(code, err, "extent")
+
+
+def test_real_model_sweep_prompts_the_instruct_model_and_compares_the_extent():
+    from slimkit.pipelines.study import load_sweep
+
+    sweep = load_sweep("ffn-skip-real")
+    assert sweep.kick.chat_template == "on" and sweep.kick.num_fewshot == 0
+    extents = {v.name: getattr(v.config, "extent", "n/a") for v in sweep.variants if v.config is not None}
+    assert extents["ffn-skip 25% extent 4"] == 4 and extents["ffn-skip 25%"] is None
