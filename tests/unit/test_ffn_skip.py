@@ -53,7 +53,8 @@ def _decisions(model):
 
     def after_pre(layer):
         def hook(mod, args):
-            log[-1][layer] = [] if state.run is None else (~state.run).tolist()
+            skipping = state.skipping()
+            log[-1][layer] = [] if skipping is None else skipping
 
         return hook
 
@@ -276,6 +277,180 @@ def test_early_exit_copies_state_and_fills_the_cache():
     assert torch.equal(_generate(model), dense)
 
 
+def _row_counter(model, names):
+    """Rows entering the wrapped inner modules named ``names`` (block-relative), per block."""
+    from slimkit.nn.layer_skip import get_early_exit_state
+
+    state = get_early_exit_state(model)
+    blocks = model.get_submodule(state.blocks_path)
+    seen = {}
+    handles = []
+    for site in state.sites:
+        for name in names:
+            inner = blocks[site.layer].get_submodule(name).inner
+
+            def hook(mod, args, key=(site.layer, name)):
+                seen[key] = seen.get(key, 0) + args[0].shape[0]
+
+            handles.append(inner.register_forward_pre_hook(hook))
+    return seen, handles
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen3", "gemma3", "phi3", "opt", "gpt2"])
+def test_early_exit_later_blocks_compute_only_kv(family):
+    """An exited row skips the query/output projections and MLP of every later block (its K/V still
+    come from the copied state): the same tokens and KV cache as running those blocks whole."""
+    from slimkit.nn.layer_skip import get_early_exit_state
+
+    model = _model(family, layers=6)
+    compress_(model, EarlyExitConfig(threshold=-1.0, warmup_tokens=1, min_layer=1), progress=False)
+    state = get_early_exit_state(model)
+    assert [s.layer for s in state.sites] == [2, 3, 4, 5]
+    mlp = state.sites[0].modules[-1]
+    names = [mlp, state.sites[0].modules[0]]
+    prompt_only, handles = _row_counter(model, names)
+    with torch.no_grad():
+        model(PROMPTS)
+    for h in handles:
+        h.remove()
+    seen, handles = _row_counter(model, names)
+    fast = _generate(model, return_dict_in_generate=True)
+    for h in handles:
+        h.remove()
+    # every row exits after block 1 at every decode step: later blocks run these on the prompt only
+    assert seen == prompt_only
+    state.kv_only = False  # the reference: later blocks run whole on the copied state
+    ref = _generate(model, return_dict_in_generate=True)
+    assert torch.equal(fast.sequences, ref.sequences)
+    for i in range(6):
+        for a, b in zip(_kv(fast.past_key_values, i), _kv(ref.past_key_values, i), strict=True):
+            torch.testing.assert_close(a, b)
+
+
+def test_early_exit_mixed_batch_gathers_rows_in_flight():
+    from slimkit.nn.layer_skip import get_early_exit_state
+
+    model = _model("llama", layers=6)
+    state_probe = compress_(model, EarlyExitConfig(threshold=NEVER, warmup_tokens=1), progress=False)
+    del state_probe
+    state = get_early_exit_state(model)
+    state.recorded = []
+    _generate(model)
+    median = float(torch.cat(state.recorded).median())
+    state.recorded = None
+    state.threshold = median  # some rows exit, some do not, at each step
+    seen, handles = _row_counter(model, ["mlp"])
+    fast = _generate(model, return_dict_in_generate=True)
+    for h in handles:
+        h.remove()
+    stats = state.stats()
+    decode_rows = PROMPTS.shape[0] * 5
+    ran = sum(seen.values()) - PROMPTS.shape[0] * len(state.sites)  # decode-step rows entering the MLPs
+    copied = sum(stats["layer_exit_ratio"][2:]) * stats["tokens"]
+    assert 0 < copied < decode_rows * len(state.sites)
+    assert ran == pytest.approx(decode_rows * len(state.sites) - copied)
+    state.kv_only = False
+    ref = _generate(model, return_dict_in_generate=True)
+    assert torch.equal(fast.sequences, ref.sequences)
+    for i in range(6):
+        for a, b in zip(_kv(fast.past_key_values, i), _kv(ref.past_key_values, i), strict=True):
+            torch.testing.assert_close(a, b)
+    remove_layer_skip_(model)
+    assert not any(isinstance(m, FFNSkip) for m in model.modules())
+
+
+def test_early_exit_flops_count_the_fused_qkv_as_kept():
+    flops = block_flops(_model("phi3"))
+    assert flops[0].exit_kept == pytest.approx(flops[0].attention - _o_flops("phi3"))  # the whole qkv_proj
+    llama = block_flops(_model("llama"))
+    assert llama[0].exit_kept == pytest.approx(llama[0].kv)
+
+
+def _o_flops(family):
+    from slimkit.models.adapters import get_adapter, linear_in_features, linear_out_features
+
+    model = _model(family)
+    adapter = get_adapter(model)
+    o = adapter.blocks(model)[0].get_submodule(adapter.roles["o"])
+    return 2.0 * linear_in_features(o) * linear_out_features(o)
+
+
+def _kv(cache, layer):
+    layer_cache = cache.layers[layer]
+    return layer_cache.keys, layer_cache.values
+
+
+def test_eager_gate_reads_the_host_once_per_layer_and_not_when_the_batch_agrees(monkeypatch):
+    """The eager gate: no nonzero/item syncs; one ``tolist`` per eligible layer where a row ran and could
+    trigger; none at all once every row skips (extent up to the cold region)."""
+    model = _model("llama", layers=6)
+    compress_(model, FFNSkipConfig(threshold=-1.0, warmup_tokens=1), progress=False)
+    calls = {"tolist": 0, "nonzero": 0}
+    real_tolist, real_nonzero = torch.Tensor.tolist, torch.Tensor.nonzero
+
+    def tolist(self):
+        calls["tolist"] += 1
+        return real_tolist(self)
+
+    def nonzero(self, *a, **k):
+        calls["nonzero"] += 1
+        return real_nonzero(self, *a, **k)
+
+    monkeypatch.setattr(torch.Tensor, "tolist", tolist)
+    monkeypatch.setattr(torch.Tensor, "nonzero", nonzero)
+    _generate(model, ids=PROMPTS[:1], new=6)
+    monkeypatch.undo()
+    # 5 decode steps; every row triggers at the first eligible layer (τ = -1): one read per step
+    assert calls == {"tolist": 5, "nonzero": 0}, calls
+
+
+@pytest.mark.parametrize("extent", [None, 1, 2])
+def test_graph_safe_gate_makes_the_eager_decisions(extent):
+    model = _model("llama", layers=6)
+    compress_(model, FFNSkipConfig(threshold=NEVER, warmup_tokens=1, extent=extent), progress=False)
+    state = get_skip_state(model)
+    state.recorded = []
+    _generate(model)
+    state.threshold = float(torch.cat(state.recorded).median())
+    state.recorded = None
+    state.reset_stats()
+    eager = _generate(model)
+    eager_stats = skip_stats(model)
+    state.set_graph_safe(True)
+    state.reset_stats()
+    graph = _generate(model)
+    assert torch.equal(graph, eager)
+    assert skip_stats(model)["layer_skip_ratio"] == eager_stats["layer_skip_ratio"]
+    state.set_graph_safe(False)  # switching back keeps the counts
+    assert skip_stats(model)["layer_skip_ratio"] == eager_stats["layer_skip_ratio"]
+    assert eager_stats["skip_ratio"] > 0
+
+
+def _graph_breaks(model):
+    from transformers import StaticCache
+
+    cache = StaticCache(config=model.config, max_cache_len=16)
+    with torch.no_grad():
+        out = model(PROMPTS, past_key_values=cache)  # prompt pass: eager, fills the cache
+        ids = out.logits[:, -1:].argmax(-1)
+        model(ids, past_key_values=cache, cache_position=torch.tensor([6]))  # sets the gate's tensors up
+        explained = torch._dynamo.explain(model.forward)(
+            ids, past_key_values=cache, cache_position=torch.tensor([7])
+        )
+    torch._dynamo.reset()
+    return explained.graph_break_count
+
+
+def test_graph_safe_gate_compiles_without_graph_breaks():
+    model = _model("llama", layers=6)
+    dense_breaks = _graph_breaks(model)
+    compress_(model, FFNSkipConfig(threshold=-1.0, warmup_tokens=1), progress=False)
+    state = get_skip_state(model)
+    assert _graph_breaks(model) > dense_breaks  # the eager gate branches on row decisions
+    state.set_graph_safe(True)
+    assert _graph_breaks(model) == dense_breaks == 0
+
+
 def test_early_exit_calibrates_compute():
     model = _model("llama", layers=6)
     report = compress_(model, EarlyExitConfig(compute_ratio=0.2, **SMALL), CALIB, progress=False)
@@ -357,3 +532,28 @@ def test_cli_compress_records_tau_and_generate_uses_it(tiny4_dir, tmp_path, caps
     code, stdout, err = run(["generate", out, "--prompt", "The river", "--max-new-tokens", "6"], capsys)
     assert code == 0, err
     assert "ffn-skip: τ=0.500000" in stdout
+
+
+def test_cli_compress_takes_the_extent(tiny4_dir, tmp_path, capsys):
+    out = tmp_path / "skip-extent"
+    code, _, err = run(
+        ["compress", str(tiny4_dir), "--method", "ffn-skip", "--threshold", "0.9", "--extent", "1",
+         "--cold-end", "0", "--out", str(out)],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads((out / "slimkit.json").read_text())["ffn-skip"]["extent"] == 1
+    code, _, err = run(
+        ["compress", str(tiny4_dir), "--method", "ffn-skip", "--extent", "0", "--out", str(tmp_path / "x")],
+        capsys,
+    )
+    assert_one_line_error(code, err, "extent")
+
+
+def test_real_model_sweep_prompts_the_instruct_model_and_compares_the_extent():
+    from slimkit.pipelines.study import load_sweep
+
+    sweep = load_sweep("ffn-skip-real")
+    assert sweep.kick.chat_template == "on" and sweep.kick.num_fewshot == 0
+    extents = {v.name: getattr(v.config, "extent", "n/a") for v in sweep.variants if v.config is not None}
+    assert extents["ffn-skip 25% extent 4"] == 4 and extents["ffn-skip 25%"] is None

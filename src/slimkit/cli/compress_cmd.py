@@ -104,6 +104,11 @@ def compress(
     ),
     cold_start: int | None = typer.Option(None, "--cold-start", help="ffn-skip: first layers never skipped."),
     cold_end: int | None = typer.Option(None, "--cold-end", help="ffn-skip: last layers never skipped."),
+    extent: int | None = typer.Option(
+        None,
+        "--extent",
+        help="ffn-skip: eligible FFNs skipped after a trigger (default: up to the cold region).",
+    ),
     bits: int | None = typer.Option(None, "--bits", help="rtn / gptq / awq: code width, 2..8 (default 4)."),
     group_size: str | None = typer.Option(
         None,
@@ -186,6 +191,7 @@ def compress(
         warmup_tokens=warmup_tokens,
         cold_start=cold_start,
         cold_end=cold_end,
+        extent=extent,
         bits=bits,
         group_size=None if group_size is None else _group_size(group_size),
         symmetric=symmetric,

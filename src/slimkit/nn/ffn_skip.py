@@ -153,8 +153,20 @@ class DecodeClock:
         self.generated = self.skippable_rows = 0
 
 
+ALL, NONE, SOME = "all", "none", "some"  # which rows run the current layer's FFN
+
+
 class SkipState:
     """The per-model state of FFN-skip: the gate's settings, the current pass, the statistics.
+
+    Two gates make the same per-row decisions:
+
+    * **eager** (default): the countdown is a Python list, one host read per eligible layer (the
+      triggers of the rows that ran); a layer's FFN runs on all rows, on none (no call at all), or on
+      the gathered running rows. When the whole batch agrees nothing is gathered and no index is built.
+    * **graph-safe** (``graph_safe=True``, for ``torch.compile``): tensor-only state and no Python
+      branch on tensor values. The FFN runs under ``torch.cond`` when any row runs (so a batch that
+      skips as a whole skips the work) and its update is masked per row with ``torch.where``.
 
     Args:
         threshold: τ; a value above 1 never skips.
@@ -184,57 +196,145 @@ class SkipState:
         self.handles: list[Any] = []
         self.position = {s.layer: i for i, s in enumerate(self.sites)}
         self.active = False
-        self.skip_left: Tensor | None = None
-        self.run: Tensor | None = None  # rows that run the current layer's FFN; None = all, no gather
+        self.left: list[int] | None = None  # eager: per-row FFNs still to skip
+        self.mode = ALL  # eager: which rows run the current layer's FFN
+        self.index: Tensor | None = None  # eager, mode SOME: the running rows
         self.update: Tensor | None = None
         self.recorded: list[Tensor] | None = None  # saturations seen, while calibrating
         self.skipped = [0] * n_layers
+        self.graph_safe = False
+        # graph-safe: run the FFN under torch.cond so that a batch skipping as a whole skips the work. Off by
+        # default: with transformers 5.25 and torch 2.13, dynamo then fails inside the attention that
+        # follows (the `kernels` hub wrapper resets a ContextVar dynamo cannot trace); docs/ffn_skip.md
+        self.use_cond = False
+        self.t_left: Tensor | None = None  # graph-safe: per-row countdown [rows]
+        self.t_run: Tensor | None = None  # graph-safe: rows running the current FFN [rows] bool
+        self.t_active: Tensor | None = None  # graph-safe: this pass may skip, [] bool
+        self.t_skipped: Tensor | None = None  # graph-safe: skipped row-layers per block [n_layers]
 
     @property
     def warmup_tokens(self) -> int:
         return self.clock.warmup_tokens
 
+    @property
+    def full_extent(self) -> int:
+        return self.extent if self.extent is not None else len(self.sites)
+
+    def skipping(self) -> list[bool] | None:
+        """Rows skipping the current layer's FFN (``None`` outside a skippable pass): for tests and probes."""
+        if self.graph_safe:
+            return None if self.t_run is None else (~self.t_run).tolist()
+        if not self.active or self.left is None:
+            return None
+        return [n > 0 for n in self.left]
+
+    def set_graph_safe(self, on: bool = True) -> None:
+        """Switch between the eager and the graph-safe gate (same decisions; see the class docstring)."""
+        self.skipped = self.skipped_counts()  # keep what the graph-safe gate counted
+        self.graph_safe = bool(on)
+        self.t_left = self.t_run = self.t_active = self.t_skipped = None
+
     # -- hooks ----------------------------------------------------------------------------------------
     def begin_pass(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.active = self.clock.tick(args, kwargs)
-        self.skip_left = None
-        self.run = None
+        self.left = None
+        self.mode = ALL
+        self.index = None
+        if self.graph_safe:
+            self._begin_graph_pass(module)
 
     def before_block(self, layer: int, module: nn.Module, args: tuple[Any, ...]) -> None:
         self.update = None
-        if not self.active:
-            self.run = None
+        if self.graph_safe:
+            self._before_graph_block(layer)
             return
-        if self.skip_left is None:
+        if not self.active:
+            self.mode = ALL
+            return
+        if self.left is None:
+            self.left = [0] * self.clock.rows
+        n_skip = sum(1 for n in self.left if n)
+        self.skipped[layer] += n_skip
+        if n_skip == 0:
+            self.mode = ALL
+        elif n_skip == len(self.left):
+            self.mode = NONE
+        else:
+            self.mode = SOME
             device = next((a.device for a in args if isinstance(a, Tensor)), None)
-            self.skip_left = torch.zeros(self.clock.rows, dtype=torch.long, device=device)
-        self.run = self.skip_left == 0
-        self.skipped[layer] += int((~self.run).sum())
+            self.index = torch.tensor([i for i, n in enumerate(self.left) if n == 0], device=device)
 
     def after_block(self, layer: int, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-        if not self.active or self.run is None or self.skip_left is None:
+        if self.graph_safe:
+            self._after_graph_block(layer, output)
             return
-        ran = self.run
-        last = self.position[layer] == len(self.sites) - 1
-        cos = None
-        if not last and self.update is not None and bool(ran.any()):
-            h_out = (output[0] if isinstance(output, tuple) else output).reshape(self.clock.rows, -1)
-            u = self.update.reshape(self.clock.rows, -1).to(h_out.dtype)
-            cos = saturation(h_out - u, h_out)
-            if self.recorded is not None:
-                self.recorded.append(cos[ran].detach().cpu())
-        extent = self.extent if self.extent is not None else len(self.sites)
-        self.skip_left = next_skip_left(self.skip_left, ran, cos, self.threshold, extent)
-        self.run = None
+        if not self.active or self.left is None:
+            return
+        left = self.left
+        if self.mode == NONE or self.update is None or self.position[layer] == len(self.sites) - 1:
+            # nothing to measure (no row ran, or the last eligible layer: nothing follows to skip)
+            self.left = [n - 1 if n else 0 for n in left]
+            self.mode, self.index = ALL, None
+            return
+        rows = self.clock.rows
+        h_out = (output[0] if isinstance(output, tuple) else output).reshape(rows, -1)
+        u = self.update.reshape(rows, -1).to(h_out.dtype)
+        if self.mode == SOME:
+            h_out, u = h_out.index_select(0, self.index), u.index_select(0, self.index)
+        cos = saturation(h_out - u, h_out)
+        if self.recorded is not None:
+            self.recorded.append(cos.detach().cpu())
+        triggered = iter((cos >= self.threshold).tolist())  # the one host read of this layer
+        extent = self.full_extent
+        self.left = [n - 1 if n else (extent if next(triggered) else 0) for n in left]
+        self.mode, self.index = ALL, None
 
     def record_update(self, module: nn.Module, args: tuple[Any, ...], output: Tensor) -> None:
         self.update = output
 
+    # -- the graph-safe gate --------------------------------------------------------------------------
+    def _begin_graph_pass(self, model: nn.Module) -> None:
+        # runs in Python before the (compiled) forward: the only place with host-side control flow
+        device = next(model.parameters()).device
+        rows = self.clock.rows
+        if self.t_left is None or self.t_left.shape[0] != rows or self.t_left.device != device:
+            self.t_left = torch.zeros(rows, dtype=torch.long, device=device)
+            self.t_active = torch.zeros((), dtype=torch.bool, device=device)
+            self.t_run = torch.ones(rows, dtype=torch.bool, device=device)
+        if self.t_skipped is None or self.t_skipped.device != device:
+            self.t_skipped = torch.zeros(self.n_layers, dtype=torch.long, device=device)
+        self.t_left.zero_()
+        self.t_active.fill_(self.active)
+
+    def _before_graph_block(self, layer: int) -> None:
+        if self.t_left is None or self.t_active is None or self.t_skipped is None:
+            return  # not inside a pass begun by the model's hook (a block called on its own)
+        run = (self.t_left == 0) | ~self.t_active
+        self.t_run = run
+        self.t_skipped[layer] += (~run).long().sum()
+
+    def _after_graph_block(self, layer: int, output: Any) -> None:
+        if self.t_left is None or self.t_run is None or self.update is None:
+            return
+        rows = self.t_left.shape[0]
+        h_out = (output[0] if isinstance(output, tuple) else output).reshape(rows, -1)
+        u = self.update.reshape(rows, -1).to(h_out.dtype)
+        last = self.position[layer] == len(self.sites) - 1  # nothing follows to skip: no trigger
+        cos = None if last else saturation(h_out - u, h_out)
+        left = next_skip_left(self.t_left, self.t_run, cos, self.threshold, self.full_extent)
+        self.t_left.copy_(torch.where(self.t_active, left, torch.zeros_like(left)))
+
     # -- statistics -----------------------------------------------------------------------------------
+    def skipped_counts(self) -> list[int]:
+        if self.t_skipped is None:
+            return list(self.skipped)
+        return [a + int(b) for a, b in zip(self.skipped, self.t_skipped.tolist(), strict=True)]
+
     def stats(self) -> dict[str, Any]:
         """Skip counts and ratios since the last reset (see :func:`skip_stats`)."""
         tokens = self.clock.generated
-        skipped = sum(self.skipped)
+        per_layer = self.skipped_counts()
+        skipped = sum(per_layer)
         eligible = len(self.sites) * self.clock.skippable_rows
         return {
             "threshold": self.threshold,
@@ -247,16 +347,22 @@ class SkipState:
             "ffn_skipped": skipped,
             "skip_ratio": skipped / (self.n_layers * tokens) if tokens else 0.0,
             "eligible_skip_ratio": skipped / eligible if eligible else 0.0,
-            "layer_skip_ratio": [s / tokens if tokens else 0.0 for s in self.skipped],
+            "layer_skip_ratio": [s / tokens if tokens else 0.0 for s in per_layer],
         }
 
     def reset_stats(self) -> None:
         self.skipped = [0] * self.n_layers
+        if self.t_skipped is not None:
+            self.t_skipped.zero_()
         self.clock.reset_counts()
 
 
 class FFNSkip(nn.Module):
     """Runs ``inner`` on the rows :class:`SkipState` lets through; zeros for the rest.
+
+    The state is duck-typed (``mode``, ``index``, ``clock.rows``, ``graph_safe``): the early-exit
+    baseline (:mod:`slimkit.nn.layer_skip`) wraps the query/output projections and MLPs of the blocks
+    after an exit with the same module, so an exited row computes only its K/V there.
 
     ``x: [rows, ..., in] -> [rows, ..., out_features]``; rows are the batch (the leading dimension,
     also when a block flattens ``[batch, 1, H]`` to ``[batch, H]`` as OPT does).
@@ -275,14 +381,34 @@ class FFNSkip(nn.Module):
         self.state: SkipState | None = None  # set by attach_ffn_skip_; a plain attribute, not a submodule
 
     def forward(self, x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
-        run = self.state.run if self.state is not None else None
-        if run is None or run.shape[0] != x.shape[0] or bool(run.all()):
+        state = self.state
+        if state is None:
+            return self.inner(x, *args, **kwargs)
+        if state.graph_safe:
+            return self._graph_forward(state, x, *args, **kwargs)
+        if state.mode == ALL or x.shape[0] != state.clock.rows:
             return self.inner(x, *args, **kwargs)
         out = x.new_zeros((*x.shape[:-1], self.out_features))
-        if bool(run.any()):
-            rows = run.nonzero().flatten()
+        if state.mode == SOME:
+            rows = state.index
             out.index_copy_(0, rows, self.inner(x.index_select(0, rows), *args, **kwargs).to(out.dtype))
         return out
+
+    def _graph_forward(self, state: SkipState, x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        run = state.t_run
+        if run is None or run.shape[0] != x.shape[0]:
+            return self.inner(x, *args, **kwargs)
+        zeros = x.new_zeros((*x.shape[:-1], self.out_features))
+
+        def compute(x: Tensor) -> Tensor:
+            return self.inner(x, *args, **kwargs).to(zeros.dtype)
+
+        def skip(x: Tensor) -> Tensor:
+            return zeros.clone()
+
+        # the whole batch skipping skips the work; otherwise every row runs and the update is masked
+        out = torch.cond(run.any(), compute, skip, (x,)) if state.use_cond else compute(x)
+        return torch.where(run.view(-1, *([1] * (out.dim() - 1))), out, zeros)
 
     def extra_repr(self) -> str:
         return f"layer={self.layer}, out_features={self.out_features}"

@@ -4,8 +4,13 @@
   its input; its attention never runs, so its KV cache stays empty.
 * :class:`EarlyExitState` — per-token early exit with state propagation (CALM, arXiv 2207.07061): once
   a row's hidden state saturates (``cos(x_l, x_{l+1}) >= τ`` after block ``l >= min_layer``), every later
-  block is fed that exited state — it still runs, so its K/V for the token come from the copied state
-  — and its output is replaced by its input. The final norm and LM head read the exited state.
+  block is fed that exited state and computes only what its KV cache needs from it: the input norm and
+  the K/V projections (with rotary, as the family's attention applies it). Its query projection, output
+  projection and MLP are :class:`~slimkit.nn.ffn_skip.FFNSkip` wrappers that skip the exited rows
+  (gathering the rows still in flight), so the attention output of an exited row is zero and the block
+  returns its input; the final norm and LM head read the exited state. The family's attention kernel
+  still runs over an exited row's (zero) query: its cost grows with the context and is not a linear
+  FLOP; leaving it out would mean re-writing every family's attention.
 
 Both keep their state on the model (never globals) and are undone by :func:`remove_layer_skip_`. The
 decisions use :func:`~slimkit.nn.skip_gate.saturation`; the thresholds are calibrated in
@@ -21,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from slimkit.core.errors import ConfigError
-from slimkit.nn.ffn_skip import DecodeClock
+from slimkit.nn.ffn_skip import ALL, NONE, SOME, DecodeClock, FFNSkip, SkipSite, _replace
 from slimkit.nn.skip_gate import saturation
 
 EXIT_ATTR = "_slimkit_early_exit"
@@ -67,6 +72,10 @@ def _with_hidden(output: Any, hidden: Tensor) -> Any:
 class EarlyExitState:
     """Per-model state of the early-exit baseline: τ, the current pass, per-layer counts.
 
+    The duck-typed state of the :class:`~slimkit.nn.ffn_skip.FFNSkip` wrappers on the query/output
+    projections and MLPs of the blocks after ``min_layer`` (``mode``, ``index``, ``clock.rows``): in a
+    block, the rows that exited earlier skip them and compute only their K/V from the copied state.
+
     Args:
         threshold: τ (above 1: never exit).
         warmup_tokens: full-model tokens at the start of each generation.
@@ -74,47 +83,72 @@ class EarlyExitState:
         n_layers: decoder blocks.
     """
 
+    graph_safe = False  # the wrappers' eager path only
+
     def __init__(self, *, threshold: float, warmup_tokens: int, min_layer: int, n_layers: int) -> None:
         self.threshold = float(threshold)
         self.min_layer = min_layer
         self.n_layers = n_layers
         self.clock = DecodeClock(warmup_tokens)
         self.active = False
-        self.exited: Tensor | None = None
+        self.exited: list[bool] | None = None  # per row, this pass
+        self.mode = ALL
+        self.index: Tensor | None = None  # mode SOME: the rows still in flight
         self.inputs: Tensor | None = None
         self.recorded: list[Tensor] | None = None
+        self.kv_only = True  # False: a block after the exit runs whole on the copied state (reference)
         self.copied = [0] * n_layers  # row-tokens whose block output was replaced by the exited state
         self.handles: list[Any] = []
+        self.sites: list[Any] = []
+        self.blocks_path = ""
 
     def begin_pass(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.active = self.clock.tick(args, kwargs)
-        self.exited = None
+        self.exited = [False] * self.clock.rows if self.active else None
+        self.mode, self.index = ALL, None
 
     def before_block(
         self, layer: int, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
         self.inputs = args[0] if args else kwargs.get("hidden_states")
+        self.mode, self.index = ALL, None
+        exited = self.exited
+        if not self.active or exited is None or not self.kv_only:
+            return
+        n_exited = sum(exited)
+        if n_exited == len(exited):
+            self.mode = NONE
+        elif n_exited:
+            self.mode = SOME
+            device = self.inputs.device if isinstance(self.inputs, Tensor) else None
+            self.index = torch.tensor([i for i, e in enumerate(exited) if not e], device=device)
 
     def after_block(
         self, layer: int, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
     ) -> Any:
-        if not self.active or self.inputs is None:
+        exited = self.exited
+        if not self.active or self.inputs is None or exited is None:
             return None
         rows = self.clock.rows
         h_in, h_out = self.inputs, _hidden_of(output)
-        if self.exited is None:
-            self.exited = torch.zeros(rows, dtype=torch.bool, device=h_out.device)
-        exited = self.exited
         replaced = None
-        if bool(exited.any()):
-            self.copied[layer] += int(exited.sum())
-            keep = exited.view(rows, *([1] * (h_out.dim() - 1)))
+        n_exited = sum(exited)
+        if n_exited:
+            self.copied[layer] += n_exited
+            keep = torch.tensor(exited, device=h_out.device).view(rows, *([1] * (h_out.dim() - 1)))
             replaced = torch.where(keep, h_in.to(h_out.dtype), h_out)
-        if self.min_layer <= layer < self.n_layers - 1:
-            cos = saturation(h_in.reshape(rows, -1), h_out.reshape(rows, -1))
+        if self.min_layer <= layer < self.n_layers - 1 and n_exited < rows:
+            a, b = h_in.reshape(rows, -1), h_out.reshape(rows, -1)
+            flying = [i for i, e in enumerate(exited) if not e]
+            if n_exited:
+                index = torch.tensor(flying, device=h_out.device)
+                a, b = a.index_select(0, index), b.index_select(0, index)
+            cos = saturation(a, b)
             if self.recorded is not None:
-                self.recorded.append(cos[~exited].detach().cpu())
-            self.exited = exited | (cos >= self.threshold)
+                self.recorded.append(cos.detach().cpu())
+            for i, hit in zip(flying, (cos >= self.threshold).tolist(), strict=True):
+                exited[i] = exited[i] or hit
+        self.mode, self.index = ALL, None
         return None if replaced is None else _with_hidden(output, replaced)
 
     def stats(self) -> dict[str, Any]:
@@ -135,9 +169,19 @@ class EarlyExitState:
 
 
 def attach_early_exit_(
-    model: nn.Module, blocks_path: str, *, threshold: float, warmup_tokens: int, min_layer: int
+    model: nn.Module,
+    blocks_path: str,
+    *,
+    threshold: float,
+    warmup_tokens: int,
+    min_layer: int,
+    sites: list[SkipSite] | None = None,
 ) -> EarlyExitState:
     """Hook every block for CALM-style early exit; returns the state.
+
+    ``sites`` (from :func:`slimkit.compress.skip.sites.exit_sites`): the query/output projections and
+    MLPs of the blocks after ``min_layer``, wrapped so that an exited row skips them and computes only
+    its K/V. Without sites every later block runs whole on the copied state (the saving on paper only).
 
     Raises:
         ConfigError: the model has early exit already, or ``min_layer`` leaves no block to skip.
@@ -150,6 +194,14 @@ def attach_early_exit_(
     state = EarlyExitState(
         threshold=threshold, warmup_tokens=warmup_tokens, min_layer=min_layer, n_layers=len(blocks)
     )
+    state.blocks_path = blocks_path
+    state.sites = list(sites or [])
+    for site in state.sites:
+        block = blocks[site.layer]
+        for name, width in zip(site.modules, site.out_features, strict=True):
+            wrapper = FFNSkip(block.get_submodule(name), width, site.layer)
+            wrapper.state = state  # type: ignore[assignment]
+            _replace(block, name, wrapper)
     for i, block in enumerate(blocks):
         state.handles.append(
             block.register_forward_pre_hook(functools.partial(state.before_block, i), with_kwargs=True)
@@ -159,6 +211,10 @@ def attach_early_exit_(
         )
     state.handles.append(model.register_forward_pre_hook(state.begin_pass, with_kwargs=True))
     setattr(model, EXIT_ATTR, state)
+    if state.sites:
+        from slimkit.models.adapters import forget_adapter
+
+        forget_adapter(model)
     return state
 
 
@@ -173,6 +229,12 @@ def remove_layer_skip_(model: nn.Module) -> nn.Module:
     if state is not None:
         for h in state.handles:
             h.remove()
+        blocks = model.get_submodule(state.blocks_path) if state.sites else None
+        for site in state.sites:
+            for name in site.modules:
+                wrapper = blocks[site.layer].get_submodule(name)
+                if isinstance(wrapper, FFNSkip):
+                    _replace(blocks[site.layer], name, wrapper.inner)
         delattr(model, EXIT_ATTR)
     for module in list(model.modules()):
         if isinstance(module, nn.ModuleList):

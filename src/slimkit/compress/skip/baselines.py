@@ -24,7 +24,7 @@ from slimkit.compress.skip.calibration import (
 from slimkit.compress.skip.config import EarlyExitConfig, LayerDropConfig
 from slimkit.compress.skip.gate import NEVER, block_influence
 from slimkit.compress.skip.handler import SkipReport
-from slimkit.compress.skip.sites import BlockFlops, block_flops
+from slimkit.compress.skip.sites import BlockFlops, block_flops, exit_sites
 from slimkit.models.adapters import get_adapter
 from slimkit.nn.layer_skip import attach_early_exit_, bypass_blocks_
 
@@ -121,10 +121,12 @@ def layer_drop_compress_(
 
 
 def exit_compute_saved(stats: dict[str, Any], flops: list[BlockFlops]) -> float:
-    """Share of block linear FLOPs early exit saves: a replaced block still computes its K/V."""
+    """Share of block linear FLOPs early exit saves: a block after the exit still computes its K/V
+    (the whole fused QKV projection where the family fuses it)."""
     total = sum(f.total for f in flops)
     return (
-        sum(r * (f.total - f.kv) for r, f in zip(stats["layer_exit_ratio"], flops, strict=True)) / total
+        sum(r * (f.total - f.exit_kept) for r, f in zip(stats["layer_exit_ratio"], flops, strict=True))
+        / total
         if total
         else 0.0
     )
@@ -141,15 +143,16 @@ def early_exit_compress_(
     chunk_size: int = 8,
 ) -> SkipReport:
     """CALM-style early exit with state propagation (the ``compress_`` handler of :class:`EarlyExitConfig`)."""
-    adapter = get_adapter(model)
+    flops = block_flops(model)  # before wrapping: discovery sees the plain blocks
+    blocks_path, sites = exit_sites(model, config.min_layer)
     state = attach_early_exit_(
         model,
-        adapter.blocks_path,
+        blocks_path,
         threshold=NEVER if config.threshold is None else config.threshold,
         warmup_tokens=config.warmup_tokens,
         min_layer=config.min_layer,
+        sites=sites,
     )
-    flops = block_flops(model)
     report = SkipReport(
         method="early-exit", config=config.to_dict(), threshold=state.threshold, target=config.compute_ratio
     )

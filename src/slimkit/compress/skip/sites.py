@@ -26,11 +26,20 @@ TRACE_IDS = 8
 
 @dataclass(frozen=True)
 class BlockFlops:
-    """Linear FLOPs per token of one decoder block: ``attention`` (q/k/v/o), of which ``kv`` (k/v), ``ffn``."""
+    """Linear FLOPs per token of one decoder block: ``attention`` (q/k/v/o), of which ``kv`` (k/v), ``ffn``.
+
+    ``kv_pass``: what a row that exited earlier still computes here to fill the KV cache: the K/V
+    projections, or the whole fused QKV projection where the family fuses them (``kv`` when 0).
+    """
 
     attention: float
     kv: float
     ffn: float
+    kv_pass: float = 0.0
+
+    @property
+    def exit_kept(self) -> float:
+        return self.kv_pass or self.kv
 
     @property
     def total(self) -> float:
@@ -103,6 +112,19 @@ def _update_source(model: nn.Module, block: nn.Module, exit_name: str) -> str:
     return consumer[0] if consumer else exit_name
 
 
+def _mlp_modules(adapter: Any, block: nn.Module) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The block-relative module(s) an FFN-skip wrapper goes on, and their output widths."""
+    mlp_paths = [adapter.roles[r] for r in adapter.mlp_roles]
+    if not mlp_paths:
+        raise ConfigError(f"{adapter.family}: discovery found no MLP linears to skip")
+    attn_paths = [adapter.roles[r] for r in adapter.attention_roles]
+    parent = _common_parent(mlp_paths)
+    if parent and not any(p.startswith(parent + ".") for p in attn_paths):
+        return (parent,), (linear_out_features(block.get_submodule(mlp_paths[-1])),)
+    # the MLP linears sit on the block itself: wrap each
+    return tuple(mlp_paths), tuple(linear_out_features(block.get_submodule(p)) for p in mlp_paths)
+
+
 def ffn_sites(model: nn.Module, cold_start: int, cold_end: int) -> tuple[str, int, list[SkipSite]]:
     """``(blocks_path, n_layers, sites)`` for the eligible layers of ``model``.
 
@@ -112,20 +134,39 @@ def ffn_sites(model: nn.Module, cold_start: int, cold_end: int) -> tuple[str, in
     adapter = get_adapter(model)
     blocks = adapter.blocks(model)
     layers = eligible_layers(len(blocks), cold_start, cold_end)
-    mlp_paths = [adapter.roles[r] for r in adapter.mlp_roles]
-    if not mlp_paths:
-        raise ConfigError(f"{adapter.family}: discovery found no MLP linears to skip")
-    attn_paths = [adapter.roles[r] for r in adapter.attention_roles]
-    parent = _common_parent(mlp_paths)
-    if parent and not any(p.startswith(parent + ".") for p in attn_paths):
-        modules = (parent,)
-        widths = (linear_out_features(blocks[0].get_submodule(mlp_paths[-1])),)
-    else:  # the MLP linears sit on the block itself: wrap each
-        modules = tuple(mlp_paths)
-        widths = tuple(linear_out_features(blocks[0].get_submodule(p)) for p in mlp_paths)
+    modules, widths = _mlp_modules(adapter, blocks[0])
     update_from = _update_source(model, blocks[layers[0]], modules[-1])
     sites = [SkipSite(layer, modules, widths, update_from) for layer in layers]
     return adapter.blocks_path, len(blocks), sites
+
+
+def exit_sites(model: nn.Module, min_layer: int) -> tuple[str, list[SkipSite]]:
+    """``(blocks_path, sites)``: what an exited row skips in each block after ``min_layer``.
+
+    An exited row needs a later block's K/V only (CALM's state propagation), so the block's query
+    projection (where it is a module of its own), output projection and MLP are wrapped to run on the
+    rows still in flight. A fused QKV projection (Phi-3, GPT-NeoX, Falcon, GPT-2) is left whole: its
+    query rows cost what they cost, and :func:`block_flops` counts them as kept (``kv_pass``).
+
+    Raises:
+        ConfigError: discovery found no output projection or no MLP to wrap.
+    """
+    adapter = get_adapter(model)
+    blocks = adapter.blocks(model)
+    mlp, mlp_widths = _mlp_modules(adapter, blocks[0])
+    if "o" not in adapter.roles:
+        raise ConfigError(
+            f"{adapter.family}: discovery found no attention output projection; early exit cannot "
+            "limit the blocks after an exit to their K/V"
+        )
+    attn = [adapter.roles[r] for r in ("q", "o") if r in adapter.roles]
+    widths = tuple(linear_out_features(blocks[0].get_submodule(p)) for p in attn)
+    modules = (*attn, *mlp)
+    sites = [
+        SkipSite(layer, modules, (*widths, *mlp_widths), modules[-1])
+        for layer in range(min_layer + 1, len(blocks))
+    ]
+    return adapter.blocks_path, sites
 
 
 def block_flops(model: nn.Module) -> list[BlockFlops]:
@@ -136,19 +177,21 @@ def block_flops(model: nn.Module) -> list[BlockFlops]:
     kv_heads = getattr(config, "num_key_value_heads", None) or heads
     out = []
     for block in adapter.blocks(model):
-        attn = kv = ffn = 0.0
+        attn = kv = kv_pass = ffn = 0.0
         for role, module in adapter.block_linears(block).items():
             flops = 2.0 * linear_in_features(module) * linear_out_features(module)
             if role in adapter.attention_roles:
                 attn += flops
                 if role in ("k", "v"):
                     kv += flops
+                    kv_pass += flops
                 elif role == "qkv":  # fused: k and v take 2 x kv_heads of heads + 2 x kv_heads rows
                     kv += flops * 2 * kv_heads / (heads + 2 * kv_heads)
+                    kv_pass += flops  # an exited row cannot run only the K/V part of one matmul
             else:
                 ffn += flops
-        out.append(BlockFlops(attn, kv, ffn))
+        out.append(BlockFlops(attn, kv, ffn, kv_pass))
     return out
 
 
-__all__ = ["BlockFlops", "block_flops", "eligible_layers", "ffn_sites"]
+__all__ = ["BlockFlops", "block_flops", "eligible_layers", "exit_sites", "ffn_sites"]
