@@ -1,7 +1,7 @@
 """Structured FFN pruning on the default factworld model: one-shot removal of 25% of every FFN's neurons by
 sensitivity and by activation gives a smaller dense model that plain transformers loads and keeps most of
-the closed-book facts; at half the width the sensitivity score keeps held-out perplexity below removing
-the same number of neurons at random. (This model is trained for ~35 epochs: removing 25% of the neurons,
+the closed-book facts; at half the width the sensitivity score keeps the held-out answer-token perplexity
+below removing the same number of neurons at random. (This model is trained for ~35 epochs: removing 25% of the neurons,
 even at random, *lowers* its held-out perplexity a little, so perplexity alone cannot rank the scores
 there; docs/idea_prune.md.)"""
 
@@ -20,8 +20,12 @@ from slimkit.evaluate.perplexity import perplexity
 from slimkit.models.loading import load_model
 
 
-def ppl(model, tok):
-    return perplexity(model, tok, "world:heldout", seqlen=128, batch_size=16, limit=12).ppl
+def answer_ppl(model, tok):
+    """Answer-token perplexity of the world's held-out text: the loss on the facts' objects only (whole-text
+    perplexity falls under pruning on this model, the evaluation-fidelity artefact; docs/factworld.md)."""
+    result = perplexity(model, tok, "world:heldout", seqlen=128, batch_size=16, limit=12)
+    assert result.answer_ppl is not None and result.n_answer_tokens > 0
+    return result.answer_ppl
 
 
 @pytest.fixture(scope="module")
@@ -60,4 +64,4 @@ def test_sensitivity_beats_random_removal_at_half_width(dense):
     scored, random = copy.deepcopy(base), copy.deepcopy(base)
     one_shot(scored, tok, 0.5, "sensitivity")
     random_removal(random, 0.5)
-    assert ppl(scored, tok) < ppl(random, tok)  # measured 4.91 vs 5.07
+    assert answer_ppl(scored, tok) < answer_ppl(random, tok)  # measured 3.20 vs 3.69 (dense 2.51)
