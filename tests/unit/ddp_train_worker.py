@@ -6,6 +6,8 @@
 * ``idea``: :func:`slimkit.pipelines.idea_prune.run_idea_prune` with its baselines on a tiny config;
   every rank records the hash and FFN width of each model it hands to ``_save`` (rank 0 alone writes
   it) in ``OUT/idea_rank{r}.json``.
+* ``disagree``: each rank checks different kept indices with ``check_same_on_all_ranks`` and writes
+  the error it got (or ``none``) to ``OUT/disagree_rank{r}.txt``; then the same indices, which pass.
 """
 
 from __future__ import annotations
@@ -107,11 +109,24 @@ def run_idea(out: Path, rank: int, tok_dir: str, text: str) -> None:
     (out / f"idea_rank{rank}.json").write_text(json.dumps({"saved": seen, "comparison": comparison}))
 
 
+def run_disagree(out: Path, rank: int) -> None:
+    from slimkit.core.distributed import check_same_on_all_ranks
+    from slimkit.core.errors import SlimkitError
+
+    check_same_on_all_ranks([torch.tensor([0, 2, 5]), torch.tensor([1, 3, 4])], "the same kept indices")
+    try:  # the same values in another order, as a rank with a different sort would produce
+        check_same_on_all_ranks([torch.tensor([0, 2, 5] if rank == 0 else [0, 5, 2])], "the kept neurons")
+        message = "none"
+    except SlimkitError as e:
+        message = str(e)
+    (out / f"disagree_rank{rank}.txt").write_text(message)
+
+
 def main(out: Path, mode: str, *rest: str) -> None:
-    if mode == "train":
+    if mode in ("train", "disagree"):
         dist.init_process_group("gloo")  # train() joins a group the caller made ...
         try:
-            run_train(out, dist.get_rank())
+            (run_train if mode == "train" else run_disagree)(out, dist.get_rank())
         finally:
             dist.destroy_process_group()
     else:  # ... and run_idea_prune makes its own from torchrun's environment
