@@ -65,6 +65,9 @@ def distributed_context(device: torch.device) -> Iterator[DistInfo]:
     if world <= 1 or not dist.is_available():
         yield DistInfo(0, 1, False)
         return
+    if device.type == "cuda" and device.index is not None:
+        # NCCL collectives (barrier, object broadcasts, scalar reductions) use the current device
+        torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
         yield DistInfo(dist.get_rank(), dist.get_world_size(), True)
