@@ -15,15 +15,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from ddp_train_worker import tiny_setup
 from transformers import AutoModelForCausalLM
 
 from slimkit.core.distributed import check_same_on_all_ranks
 from slimkit.core.errors import ConfigError
 from slimkit.models import tiny_tokenizer
 from slimkit.train import TrainConfig, train
-
-sys.path.insert(0, str(Path(__file__).parent))
-from ddp_train_worker import tiny_setup  # noqa: E402
 
 WORKER = Path(__file__).with_name("ddp_train_worker.py")
 
