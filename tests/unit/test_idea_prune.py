@@ -182,7 +182,12 @@ def test_cli_compress_ffn_structured(tiny_model_dir, tmp_path, capsys):
     assert "4000" in last and "larger than the model's FFN width 128" in last
 
 
-def test_cli_idea_prune_refuses_torchrun_with_the_reason(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    code, _, err = run(["idea-prune", tmp_path / "any.yaml", "--out", tmp_path / "o"], capsys)
-    assert_one_line_error(code, err, "torchrun", "DDP")
+def test_cli_idea_prune_refuses_fsdp_with_the_reason(tok_dir, text, tmp_path, capsys):
+    import yaml
+
+    cfg = make_cfg(tok_dir, text, tmp_path / "o").to_dict()
+    cfg["train"]["parallel"] = "fsdp"
+    path = tmp_path / "fsdp.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    code, _, err = run(["idea-prune", path, "--out", tmp_path / "o"], capsys)
+    assert_one_line_error(code, err, "parallel=fsdp", "FSDP shards")

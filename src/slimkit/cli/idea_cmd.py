@@ -18,10 +18,14 @@ HELP = (
     "`comparison.json` and `comparison.md` hold perplexity, factoid accuracy (popular / rare) and the speed "
     "of the pruned model against the enlarged one.\n\n"
     "Every stage checkpoints; --resume continues an interrupted run at the stage and step it reached.\n\n"
+    "Under torchrun the training runs with DDP (train.parallel: ddp): each rank trains on its slice of every "
+    "global batch (train.batch_size, a multiple of the rank count), every rank makes the same pruning "
+    "decisions, rank 0 writes the outputs. FSDP is refused (docs/idea_prune.md).\n\n"
     "Examples:\n\n"
     "    slimkit idea-prune configs/idea_prune_world.yaml --out runs/idea\n\n"
     "    slimkit idea-prune configs/idea_prune_world.yaml --baselines --out runs/idea-cmp\n\n"
-    "    slimkit idea-prune configs/idea_prune_world.yaml --baselines --out runs/idea-cmp --resume"
+    "    slimkit idea-prune configs/idea_prune_world.yaml --baselines --out runs/idea-cmp --resume\n\n"
+    "    torchrun --nproc-per-node 2 -m slimkit.cli.main idea-prune configs/idea_prune_world.yaml --out runs/idea-2p"
 )
 
 
@@ -36,17 +40,12 @@ def idea_prune(
 ) -> None:
     import os
 
-    from slimkit.core.errors import ConfigError
     from slimkit.pipelines.idea_prune import comparison_markdown, load_idea_config, run_idea_prune
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        # every rank would train its own copy on the same data and race on the same --out
-        raise ConfigError(
-            "idea-prune does not run under torchrun yet: slimkit.train has no DDP/FSDP wrapper, so each rank "
-            "would train an independent copy; run it as one process"
-        )
     cfg = load_idea_config(config, out=out)
     comparison = run_idea_prune(cfg, baselines=baselines, resume=resume, evaluate=not no_eval)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # under torchrun rank 0 reports
     stdout.print(comparison_markdown(comparison))
     stdout.print(
         f"wrote {Path(cfg.out) / 'comparison.json'}; IDEA model in {Path(cfg.out) / 'idea' / 'model'}"

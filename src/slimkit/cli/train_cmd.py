@@ -14,7 +14,10 @@ HELP = (
     "one and reproduces the uninterrupted loss curve exactly.\n\n"
     "Examples:\n\n"
     "    slimkit train configs/train_tiny.yaml\n\n"
-    "    slimkit train my-run.yaml --resume"
+    "    slimkit train my-run.yaml --resume\n\n"
+    "Under torchrun the run uses DDP: each rank trains on its slice of every global batch (`batch_size`, a "
+    "multiple of the rank count), rank 0 writes checkpoints and the model:\n\n"
+    "    torchrun --nproc-per-node 2 -m slimkit.cli.main train configs/train_tiny.yaml"
 )
 
 
@@ -24,9 +27,13 @@ def train(
         False, "--resume", help="Continue from the last checkpoint in the run's out dir."
     ),
 ) -> None:
+    import os
+
     from slimkit.train.recipe import train_from_yaml
 
     result, out_dir = train_from_yaml(config, resume=resume)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # under torchrun rank 0 reports
     if resume and result.tokens_per_s == 0:
         stdout.print(
             f"nothing to train: the run already completed {len(result.losses)} steps; model in {Path(out_dir) / 'model'}"

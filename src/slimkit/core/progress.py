@@ -1,7 +1,8 @@
 """Progress bars (rich) for long work: training, evaluation, compression.
 
 Bars go to stderr so a command's stdout stays machine-readable. They are hidden when
-``SLIMKIT_PROGRESS=0`` or when stderr is not a terminal (CI logs), unless ``SLIMKIT_PROGRESS=1``.
+``SLIMKIT_PROGRESS=0`` or when stderr is not a terminal (CI logs), unless ``SLIMKIT_PROGRESS=1``,
+and always on a ``torchrun`` rank other than 0.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ _console = Console(stderr=True)
 
 
 def progress_enabled() -> bool:
+    if int(os.environ.get("RANK", "0")) != 0:
+        return False  # under torchrun only rank 0 draws bars: the others would interleave theirs
     flag = os.environ.get("SLIMKIT_PROGRESS")
     if flag is not None:
         return flag not in ("0", "false", "no", "")

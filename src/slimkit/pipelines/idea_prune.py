@@ -266,17 +266,33 @@ def run_idea_prune(
         CheckpointError: ``cfg.out`` already holds a run and ``resume`` is off.
         ConfigError / DataError: a bad config or too little text.
     """
-    out = Path(cfg.out)
+    from slimkit.core.distributed import distributed_context, local_device
+
     names = pipelines or (PIPELINES if baselines else ("idea",))
     for n in names:
         check_choice("pipeline", n, PIPELINES)
+    # under torchrun one process group spans every stage; each train() call joins it
+    with distributed_context(local_device(cfg.train.get("device", "cpu"))):
+        return _run(cfg, names, resume, evaluate)
+
+
+def _run(cfg: IdeaPruneConfig, names: tuple[str, ...], resume: bool, evaluate: bool) -> dict[str, Any]:
+    """The pipelines on every rank (training in lockstep under DDP); rank 0 writes and evaluates."""
+    from slimkit.core.distributed import barrier, broadcast_object, is_main_process
+
+    out = Path(cfg.out)
     if not resume and out.exists() and any(out.iterdir()):
         raise CheckpointError(
             f"{out} already holds an idea-prune run; pass --resume to continue it or choose another --out"
         )
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", cfg.to_dict())
-    tokenizer, docs = _tokenizer_and_docs(cfg, out, resume)
+    barrier()  # every rank has looked at --out before rank 0 writes into it
+    if is_main_process():
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "config.json", cfg.to_dict())
+        tokenizer, docs = _tokenizer_and_docs(cfg, out, resume)
+    barrier()  # a tokenizer rank 0 trained is on disk now; the other ranks load it
+    if not is_main_process():
+        tokenizer, docs = _tokenizer_and_docs(cfg, out, resume)
     from slimkit.train import tokenize_documents
 
     token_ids = tokenize_documents(tokenizer, docs)
@@ -292,16 +308,17 @@ def run_idea_prune(
         "enlarged_width": cfg.enlarged_width,
         "pipelines": {},
     }
-    for name, r in results.items():
-        entry = {"model": str(r.model_dir), "steps": r.steps, "tokens": r.tokens}
-        if evaluate:
-            entry["metrics"] = evaluate_model(r.model_dir, cfg)
-        comparison["pipelines"][name] = entry
-    if evaluate and "idea" in results:
-        comparison["speed"] = speed_comparison(cfg, results["idea"].model_dir, tokenizer)
-    write_json(out / "comparison.json", comparison)
-    (out / "comparison.md").write_text(comparison_markdown(comparison), encoding="utf-8")
-    return comparison
+    if is_main_process():  # the models are identical on every rank: one evaluation is enough
+        for name, r in results.items():
+            entry = {"model": str(r.model_dir), "steps": r.steps, "tokens": r.tokens}
+            if evaluate:
+                entry["metrics"] = evaluate_model(r.model_dir, cfg)
+            comparison["pipelines"][name] = entry
+        if evaluate and "idea" in results:
+            comparison["speed"] = speed_comparison(cfg, results["idea"].model_dir, tokenizer)
+        write_json(out / "comparison.json", comparison)
+        (out / "comparison.md").write_text(comparison_markdown(comparison), encoding="utf-8")
+    return broadcast_object(comparison)
 
 
 def _tokenizer_and_docs(cfg: IdeaPruneConfig, out: Path, resume: bool) -> tuple[Any, list[str]]:
@@ -353,9 +370,15 @@ def _train_stage(
 
 
 def _save(model: nn.Module, tokenizer: Any, stage: Path, metadata: dict[str, Any]) -> Path:
+    """Rank 0 saves (every rank holds the same model); the others wait until it is on disk."""
+    from slimkit.core.distributed import barrier, is_main_process
     from slimkit.models.loading import save_model
 
-    return save_model(model, tokenizer, stage / "model", metadata=metadata)
+    path = stage / "model"
+    if is_main_process():
+        save_model(model, tokenizer, path, metadata=metadata)
+    barrier()
+    return path
 
 
 def _load(stage: Path) -> nn.Module:

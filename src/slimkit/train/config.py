@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from slimkit.core.config import Config, check_range
+from slimkit.core.config import Config, check_choice, check_range
 from slimkit.core.errors import ConfigError
 
 
@@ -65,7 +65,8 @@ class AdamWConfig(OptimizerConfig):
 
 # Fields that may differ between a checkpointed run and its resumption without changing the
 # trajectory (everything else must match for the resume to be exact).
-RESUME_MUTABLE_FIELDS = frozenset({"checkpoint_every", "log_every", "device", "version"})
+# ``parallel`` too: DDP gives each step the same global batch as one process (equal up to float rounding).
+RESUME_MUTABLE_FIELDS = frozenset({"checkpoint_every", "log_every", "device", "version", "parallel"})
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,9 @@ class TrainConfig(Config):
             document cut by a window boundary in one epoch is seen whole in another. Default: True.
         seed (int): seeds the data order and every RNG. Default: 0.
         device (str): torch device, e.g. ``cpu``, ``cuda``, ``cuda:1``. Default: ``cpu``.
+        parallel (str): how ``torchrun`` ranks share the work: ``ddp`` (each rank holds the whole model
+            and trains on its slice of every global batch, gradients all-reduced). ``fsdp`` is refused
+            (see docs/training.md). Ignored in one process. Default: ``ddp``.
     """
 
     optimizer: OptimizerConfig = field(default_factory=AdamWConfig)
@@ -110,6 +114,7 @@ class TrainConfig(Config):
     random_offset: bool = True
     seed: int = 0
     device: str = "cpu"
+    parallel: str = "ddp"
 
     def __post_init__(self) -> None:
         if isinstance(self.optimizer, Mapping):
@@ -142,6 +147,13 @@ class TrainConfig(Config):
                 "gradient as it steps; set grad_clip: 0 or layerwise: false"
             )
         check_range("TrainConfig.seed", self.seed, 0, None)
+        if self.parallel == "fsdp":
+            raise ConfigError(
+                "TrainConfig.parallel=fsdp is not supported: FSDP shards each parameter over the ranks, and the "
+                "train loop's callbacks (IDEA pruning's |θ·∇θ| scores, masks, neuron removal, optimizer-state "
+                "slicing) read and reshape whole parameters; use parallel: ddp (the model must fit one device)"
+            )
+        check_choice("TrainConfig.parallel", self.parallel, ("ddp",))
         try:
             torch.device(self.device)
         except RuntimeError:

@@ -12,10 +12,21 @@ Resume guarantee: a run checkpointed at step k and resumed produces the same los
 the uninterrupted run (bitwise on CPU; on GPU as far as the kernels themselves are deterministic),
 because the checkpoint holds everything the next step reads: weights, optimizer and scheduler state,
 every RNG, and the data position.
+
+Under ``torchrun`` (``WORLD_SIZE > 1``, ``cfg.parallel == "ddp"``) every rank holds the whole model
+wrapped in DistributedDataParallel (gloo on CPU, NCCL on CUDA, the group made here unless the caller
+made one). Every rank draws the same global micro-batch ``[batch_size, seqlen + 1]`` and trains on its
+contiguous slice of ``batch_size / world_size`` windows; DDP averages the gradients, so a step's
+gradient is the gradient of the mean loss over the global batch, the same as in one process (up to
+float rounding of the reduction order). The global batch is the config's, so 1 and N processes see the
+same data per step and the same token count. Only rank 0 draws the progress bar and writes
+checkpoints; every rank reads them on resume. A callback that reshapes parameters (neuron removal)
+makes the loop rebuild the DDP wrapper, whose buckets are sized by the old shapes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Sequence
@@ -27,7 +38,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slimkit.core.devices import resolve_device
+from slimkit.core.distributed import (
+    DistInfo,
+    all_reduce_mean,
+    barrier,
+    distributed_context,
+    local_device,
+)
 from slimkit.core.errors import CheckpointError, ConfigError, DataError, SlimkitError
 from slimkit.core.progress import progress_bar
 from slimkit.core.seed import rng_state, seed_everything, set_rng_state
@@ -111,13 +128,19 @@ def accumulate_gradients_(
     Each micro-batch loss is scaled by ``1 / len(micro_batches)``, so the accumulated gradient equals
     the gradient of the loss over all windows at once (batch 2 x accum 2 == batch 4 x accum 1 up to
     float rounding). Gradients add to whatever ``.grad`` holds; zero them first.
+
+    A DistributedDataParallel ``model`` all-reduces once, on the last micro-batch's backward (the
+    others run under its ``no_sync``); the returned loss is this rank's.
     """
     scale = 1.0 / len(micro_batches)
     total = 0.0
-    for windows in micro_batches:
-        with torch.autocast(device_type=windows.device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = causal_lm_loss(model, windows)
-        (loss * scale).backward()
+    no_sync = getattr(model, "no_sync", None)
+    for i, windows in enumerate(micro_batches):
+        last = i == len(micro_batches) - 1
+        with no_sync() if no_sync is not None and not last else contextlib.nullcontext():
+            with torch.autocast(device_type=windows.device.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = causal_lm_loss(model, windows)
+            (loss * scale).backward()
         total += loss.item() * scale
     return total
 
@@ -157,7 +180,41 @@ def train(
         SlimkitError: the loss became NaN/inf (lower the learning rate).
         KeyboardInterrupt: re-raised after saving a checkpoint of the last completed step.
     """
-    device = resolve_device(cfg.device)
+    device = local_device(cfg.device)
+    with distributed_context(device) as ctx:
+        return _train(model, token_ids, cfg, out_dir, device, ctx, resume, callbacks, max_steps_this_run)
+
+
+def _ddp(model: nn.Module, device: torch.device, ctx: DistInfo) -> nn.Module:
+    """``model`` wrapped in DistributedDataParallel over ``ctx``'s group (``model`` itself in one process)."""
+    if ctx.world_size == 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    # DDP broadcasts rank 0's parameters and buffers now and checks every rank has the same shapes
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def _train(
+    model: nn.Module,
+    token_ids: torch.Tensor,
+    cfg: TrainConfig,
+    out_dir: str | Path | None,
+    device: torch.device,
+    ctx: DistInfo,
+    resume: bool,
+    callbacks: Sequence[Callback],
+    max_steps_this_run: int | None,
+) -> TrainResult:
+    if cfg.batch_size % ctx.world_size:
+        raise ConfigError(
+            f"TrainConfig.batch_size={cfg.batch_size} must be a multiple of the {ctx.world_size} torchrun "
+            "ranks: each rank trains on an equal slice of every global micro-batch"
+        )
+    local = slice(
+        ctx.rank * cfg.batch_size // ctx.world_size, (ctx.rank + 1) * cfg.batch_size // ctx.world_size
+    )
+    main = ctx.rank == 0
     if max_steps_this_run is not None and max_steps_this_run < 1:
         raise ConfigError(f"max_steps_this_run={max_steps_this_run} must be >= 1 (or None for no limit)")
     ckpt_root = Path(out_dir) / "checkpoints" if out_dir is not None else None
@@ -213,10 +270,16 @@ def train(
                 "continue that run, or choose another output directory"
             )
         seed_everything(cfg.seed)
+    barrier()  # no rank may write a checkpoint before every rank has checked the directory
 
-    def checkpoint(rng: dict[str, Any], data_state: dict[str, int]) -> Path:
+    def checkpoint(rng: dict[str, Any], data_state: dict[str, int], *, sync: bool = True) -> Path:
         assert ckpt_root is not None
-        return save_checkpoint(
+        if not main:  # rank 0 writes; the others wait for it and name the same checkpoint
+            barrier()
+            found = latest_checkpoint(ckpt_root)
+            assert found is not None
+            return found
+        path = save_checkpoint(
             ckpt_root,
             step=step,
             model=model,
@@ -230,6 +293,14 @@ def train(
             fingerprint=fingerprint,
             callback_state=[cb.state_dict() for cb in stateful],
         )
+        if sync:
+            barrier()
+        return path
+
+    def shapes() -> list[tuple[int, ...]]:
+        return [tuple(p.shape) for p in trainable]
+
+    net = _ddp(model, device, ctx)
 
     start_step, saved_step = step, step if resume else -1
     stop_at = cfg.steps if max_steps_this_run is None else min(cfg.steps, step + max_steps_this_run)
@@ -246,8 +317,9 @@ def train(
             while step < stop_at:
                 snapshot = (rng_state(), sampler.state_dict())
                 live = False
-                micro = [sampler.next_batch(cfg.batch_size).to(device) for _ in range(cfg.grad_accum)]
-                loss = accumulate_gradients_(model, micro, bf16=cfg.bf16)
+                # every rank draws the same global batch (same sampler state) and keeps its slice
+                micro = [sampler.next_batch(cfg.batch_size)[local].to(device) for _ in range(cfg.grad_accum)]
+                loss = all_reduce_mean(accumulate_gradients_(net, micro, bf16=cfg.bf16))
                 if not math.isfinite(loss):
                     raise SlimkitError(
                         f"training loss became {loss} at step {step + 1}; lower optimizer.lr "
@@ -264,8 +336,12 @@ def train(
                 step += 1
                 tokens_seen += cfg.tokens_per_step
                 losses.append(loss)
+                before = shapes() if ctx.world_size > 1 and on_update else None
                 for hook in on_update:
                     hook(step, model, optimizer)
+                if before is not None and shapes() != before:
+                    net = None  # the old wrapper's reducer (and its autograd hooks) goes first
+                    net = _ddp(model, device, ctx)
                 updating, live = False, True
 
                 if ckpt_root is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
@@ -284,10 +360,11 @@ def train(
         if ckpt_root is not None and saved_step != step:
             last_ckpt, saved_step = checkpoint(rng_state(), sampler.state_dict()), step
     except KeyboardInterrupt as e:
-        # the note travels with the exception: the CLI prints it as its one "interrupted" line
-        if ckpt_root is not None and not updating and saved_step != step:
+        # the note travels with the exception: the CLI prints it as its one "interrupted" line.
+        # Under torchrun rank 0 alone saves, with no collective: the other ranks may be gone already.
+        if ckpt_root is not None and not updating and saved_step != step and main:
             rng, data_state = (rng_state(), sampler.state_dict()) if live else snapshot
-            last_ckpt = checkpoint(rng, data_state)
+            last_ckpt = checkpoint(rng, data_state, sync=False)
             raise KeyboardInterrupt(f"saved step {step} to {last_ckpt}; continue with --resume") from e
         if ckpt_root is not None and updating:
             raise KeyboardInterrupt(f"inside an optimizer update; --resume continues from {last_ckpt}") from e

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from slimkit.core.config import Config, load_yaml_text
+from slimkit.core.distributed import barrier, distributed_context, is_main_process, local_device
 from slimkit.core.errors import CheckpointError, ConfigError, DataError, ModelLoadError
 from slimkit.core.io import atomic_dir, check_output_dir
 from slimkit.core.seed import seed_everything
@@ -150,17 +151,35 @@ def train_from_yaml(
             f"{out_dir} already holds a training run; use --resume to continue it or choose another out"
         )
     check_output_dir(out_dir / "model")
+    # under torchrun one group spans the whole run; train() joins it
+    with distributed_context(local_device(cfg.device)):
+        return _run_recipe(recipe, out_dir, resume)
+
+
+def _run_recipe(recipe: TrainRecipe, out_dir: Path, resume: bool) -> tuple[TrainResult, Path]:
+    """Rank 0 (or the only process) prepares and writes the tokenizer and the model; every rank trains."""
+    cfg = recipe.train
+    main = is_main_process()
+    barrier()  # every rank checked `out` before rank 0 writes into it
     seed_everything(cfg.seed)
     docs = _read_documents(recipe.data)
-    tokenizer, trained_tokenizer = _tokenizer_for(recipe, docs, out_dir, resume)
-    model, tokenizer = _model_for(recipe, tokenizer, cfg.seed)
-    token_ids = tokenize_documents(tokenizer, docs)
-    PackedSampler(token_ids, cfg.seqlen, cfg.seed)  # too little text fails here, before anything is written
-    if trained_tokenizer:
-        # kept with the run so --resume tokenizes the corpus identically without retraining; written
-        # only once everything above has been accepted, so a rejected run leaves nothing behind
-        with atomic_dir(out_dir / "tokenizer") as tmp:
-            tokenizer.save_pretrained(tmp)
+    if main:
+        tokenizer, trained_tokenizer = _tokenizer_for(recipe, docs, out_dir, resume)
+        model, tokenizer = _model_for(recipe, tokenizer, cfg.seed)
+        token_ids = tokenize_documents(tokenizer, docs)
+        PackedSampler(
+            token_ids, cfg.seqlen, cfg.seed
+        )  # too little text fails here, before anything is written
+        if trained_tokenizer:
+            # kept with the run so --resume tokenizes the corpus identically without retraining; written
+            # only once everything above has been accepted, so a rejected run leaves nothing behind
+            with atomic_dir(out_dir / "tokenizer") as tmp:
+                tokenizer.save_pretrained(tmp)
+    barrier()
+    if not main:  # rank 0's tokenizer (read back when it trained one), so every rank tokenizes alike
+        tokenizer, _ = _tokenizer_for(recipe, docs, out_dir, resume=True)
+        model, tokenizer = _model_for(recipe, tokenizer, cfg.seed)
+        token_ids = tokenize_documents(tokenizer, docs)
     with torch.inference_mode(False):
         result = train(model, token_ids, cfg, out_dir, resume=resume)
     model.eval()
@@ -172,6 +191,9 @@ def train_from_yaml(
 
     from slimkit.models.loading import save_model
 
+    if not main:  # every rank holds the same weights; rank 0 saves them
+        barrier()
+        return result, out_dir
     save_model(
         model,
         tokenizer,
@@ -192,6 +214,7 @@ def train_from_yaml(
         },
         parent=recipe.model.get("path"),
     )
+    barrier()
     return result, out_dir
 
 

@@ -17,6 +17,10 @@ target, then recovers. This callback is that pruning phase for :func:`slimkit.tr
 Its state (masks, EMA, whether the removal happened) goes into every checkpoint, so a run resumed
 mid-pruning continues identically, and one resumed after the removal rebuilds the smaller shapes
 before the weights load.
+
+Under DDP (``torchrun``) the loop hands ``on_gradients`` the gradients after DDP's all-reduce, so every
+rank computes the same EMA and keeps the same neurons; each mask update and the removal check that
+with one all-reduce of a checksum of the kept indices and raise if the ranks disagree.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from slimkit.compress.structured.ffn import NeuronMasks, ffn_sites, shrink_ffn_
 from slimkit.compress.structured.importance import ema_, keep_top, scheduled_width
 from slimkit.compress.structured.oneshot import site_sensitivity
 from slimkit.core.config import check_range
+from slimkit.core.distributed import check_same_on_all_ranks
 from slimkit.core.errors import CheckpointError, ConfigError
 
 
@@ -108,6 +113,7 @@ class IterativeFFNPrune:
                 mask = torch.zeros(self.initial_width, dtype=torch.bool)
                 mask[keep] = True
                 self.masks.masks[i] = mask
+            check_same_on_all_ranks(self.masks.keep_indices(), f"the FFN neurons kept after step {step}")
             self.widths.append((step, width))
         if step >= self.end:
             self._remove(model, optimizer)
@@ -144,6 +150,7 @@ class IterativeFFNPrune:
             self._remove(model, None)
 
     def _remove(self, model: nn.Module, optimizer: torch.optim.Optimizer | None) -> None:
+        check_same_on_all_ranks(self.masks.keep_indices(), "the FFN neurons to remove")
         shrink_ffn_(model, self.masks.keep_indices(), optimizer=optimizer, sites=self.sites)
         self.masks.detach()
         self.removed = True

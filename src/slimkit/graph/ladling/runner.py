@@ -13,9 +13,7 @@ With a disjoint view an ingredient trains on its share of the graph plus an L-ho
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from slimkit.core.devices import resolve_device
+from slimkit.core.distributed import DistInfo, distributed_context, local_device
 from slimkit.core.limits import release_freed_memory
 from slimkit.core.progress import track
 from slimkit.graph.ladling.config import SOUP_NAMES, LadlingConfig
@@ -99,39 +98,6 @@ class Evaluator:
     def finalised(self, state: State) -> State:
         """``state`` with the BatchNorm statistics the evaluator uses (unchanged without BatchNorm)."""
         return {k: v.detach().to("cpu", copy=True) for k, v in self.load(state).state_dict().items()}
-
-
-@dataclass(frozen=True)
-class _Dist:
-    rank: int
-    world_size: int
-    owns_group: bool
-
-
-@contextlib.contextmanager
-def distributed_context(device: torch.device) -> Iterator[_Dist]:
-    """The process group of this run: the existing one, one made from ``torchrun``'s environment
-    (gloo for CPU, NCCL for CUDA, destroyed on exit), or a single process."""
-    if dist.is_available() and dist.is_initialized():
-        yield _Dist(dist.get_rank(), dist.get_world_size(), False)
-        return
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1 or not dist.is_available():
-        yield _Dist(0, 1, False)
-        return
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    try:
-        yield _Dist(dist.get_rank(), dist.get_world_size(), True)
-    finally:
-        dist.destroy_process_group()
-
-
-def local_device(device: str | torch.device) -> torch.device:
-    """``device``, with CUDA pinned to ``LOCAL_RANK`` under torchrun."""
-    dev = resolve_device(device)
-    if dev.type == "cuda" and dev.index is None and "LOCAL_RANK" in os.environ:
-        dev = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-    return dev
 
 
 def run_ladling(
@@ -243,7 +209,7 @@ def gather_ingredients(
     cfg: LadlingConfig,
     in_dim: int,
     num_classes: int,
-    ctx: _Dist,
+    ctx: DistInfo,
     device: torch.device,
 ) -> list[Ingredient]:
     """All ingredients on every rank, by index, from one all-gather per state entry.
