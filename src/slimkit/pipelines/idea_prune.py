@@ -41,7 +41,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from slimkit.core.config import Config, check_choice, check_range, load_yaml_text
+from slimkit.core.config import Config, check_choice, check_range
 from slimkit.core.errors import CheckpointError, ConfigError
 from slimkit.core.io import write_json
 from slimkit.core.progress import console
@@ -96,12 +96,12 @@ class IdeaPruneConfig(Config):
     def __post_init__(self) -> None:
         super().__post_init__()
         from slimkit.compress.structured.importance import WIDTH_SCHEDULES
-        from slimkit.train.recipe import _check_model_section, _check_tokenizer_section
+        from slimkit.train.recipe import check_model_section, check_tokenizer_section
 
-        _check_model_section(self.model)
+        check_model_section(self.model)
         if "init" not in self.model:
             raise ConfigError("idea-prune: model must be {init: {family: ..., ...}}, the target architecture")
-        _check_tokenizer_section(self.tokenizer, has_model_path=False)
+        check_tokenizer_section(self.tokenizer, has_model_path=False)
         if not isinstance(self.enlarge, int | float) or isinstance(self.enlarge, bool) or self.enlarge < 1.0:
             raise ConfigError(
                 f"enlarge={self.enlarge!r}: the enlarged FFN width must be at least the target width "
@@ -198,22 +198,17 @@ class IdeaPruneConfig(Config):
 
 def load_idea_config(path: str | Path, *, out: str | Path | None = None) -> IdeaPruneConfig:
     """Read an idea-prune YAML (relative ``data`` / ``tokenizer`` paths resolve against its directory)."""
-    from slimkit.train.recipe import _resolve_input
+    from slimkit.train.recipe import read_config_mapping, resolve_input
 
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"idea-prune config not found: {path}")
-    raw = load_yaml_text(path.read_text(), source=str(path))
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: an idea-prune config must be a mapping (model, tokenizer, data, ...)")
-    raw.pop("type", None)
+    raw = read_config_mapping(path, "idea-prune config", "model, tokenizer, data, ...")
     if out is not None:
         raw["out"] = str(out)
     base = path.resolve().parent
     if isinstance(raw.get("data"), str):
-        raw["data"] = _resolve_input(raw["data"], base)
+        raw["data"] = resolve_input(raw["data"], base)
     if isinstance(raw.get("tokenizer"), str):
-        raw["tokenizer"] = _resolve_input(raw["tokenizer"], base)
+        raw["tokenizer"] = resolve_input(raw["tokenizer"], base)
     return IdeaPruneConfig.from_dict(raw)
 
 
@@ -322,16 +317,16 @@ def _run(cfg: IdeaPruneConfig, names: tuple[str, ...], resume: bool, evaluate: b
 
 
 def _tokenizer_and_docs(cfg: IdeaPruneConfig, out: Path, resume: bool) -> tuple[Any, list[str]]:
-    from slimkit.train.recipe import _load_tokenizer, _read_documents
+    from slimkit.train.recipe import load_recipe_tokenizer, read_recipe_documents
 
-    docs = _read_documents(cfg.data)
+    docs = read_recipe_documents(cfg.data)
     if isinstance(cfg.tokenizer, str):
-        return _load_tokenizer(cfg.tokenizer), docs
+        return load_recipe_tokenizer(cfg.tokenizer), docs
     if "path" in cfg.tokenizer:
-        return _load_tokenizer(cfg.tokenizer["path"]), docs
+        return load_recipe_tokenizer(cfg.tokenizer["path"]), docs
     saved = out / "tokenizer"
     if saved.is_dir():
-        return _load_tokenizer(str(saved)), docs
+        return load_recipe_tokenizer(str(saved)), docs
     from slimkit.core.io import atomic_dir
     from slimkit.data.tokenizer import train_bpe_tokenizer
 
@@ -343,11 +338,11 @@ def _tokenizer_and_docs(cfg: IdeaPruneConfig, out: Path, resume: bool) -> tuple[
 
 def build_model(cfg: IdeaPruneConfig, tokenizer: Any, width: int, seed: int) -> nn.Module:
     """A fresh model of the target architecture with FFN width ``width`` (weights from ``seed``)."""
-    from slimkit.train.recipe import _fresh_model
+    from slimkit.train.recipe import fresh_model
 
     init = {**cfg.model["init"], cfg.width_field: width}
     torch.manual_seed(seed)
-    return _fresh_model(init, tokenizer)
+    return fresh_model(init, tokenizer)
 
 
 def _done(stage: Path) -> bool:

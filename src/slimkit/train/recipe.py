@@ -72,8 +72,8 @@ class TrainRecipe(Config):
         super().__post_init__()
         if not isinstance(self.train, TrainConfig):
             raise ConfigError(f"train must be a mapping of TrainConfig fields, got {self.train!r}")
-        _check_model_section(self.model)
-        _check_tokenizer_section(self.tokenizer, has_model_path="path" in self.model)
+        check_model_section(self.model)
+        check_tokenizer_section(self.tokenizer, has_model_path="path" in self.model)
         if not self.data.strip():
             raise ConfigError("data must name a text source (a .txt/.jsonl file or e.g. world:corpus)")
         if not self.out.strip():
@@ -94,12 +94,7 @@ def load_recipe(
         ConfigError: missing file, malformed YAML, unknown keys, out-of-range values.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"training config not found: {path}")
-    raw = load_yaml_text(path.read_text(), source=str(path))
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a training config must be a mapping with model, data, train, out")
-    raw.pop("type", None)
+    raw = read_config_mapping(path, "training config", "model, data, train, out")
     if data is not None:
         raw["data"] = str(data)
     if out is not None:
@@ -116,13 +111,13 @@ def load_recipe(
     base = path.resolve().parent
     model = dict(recipe.model)
     if "path" in model:
-        model["path"] = _resolve_input(model["path"], base)
+        model["path"] = resolve_input(model["path"], base)
     tokenizer = recipe.tokenizer
     if isinstance(tokenizer, str):
-        tokenizer = _resolve_input(tokenizer, base)
+        tokenizer = resolve_input(tokenizer, base)
     elif isinstance(tokenizer, dict) and "path" in tokenizer:
-        tokenizer = {"path": _resolve_input(tokenizer["path"], base)}
-    return recipe.replace(model=model, tokenizer=tokenizer, data=_resolve_input(recipe.data, base))
+        tokenizer = {"path": resolve_input(tokenizer["path"], base)}
+    return recipe.replace(model=model, tokenizer=tokenizer, data=resolve_input(recipe.data, base))
 
 
 def train_from_yaml(
@@ -162,7 +157,7 @@ def _run_recipe(recipe: TrainRecipe, out_dir: Path, resume: bool) -> tuple[Train
     main = is_main_process()
     barrier()  # every rank checked `out` before rank 0 writes into it
     seed_everything(cfg.seed)
-    docs = _read_documents(recipe.data)
+    docs = read_recipe_documents(recipe.data)
     if main:
         tokenizer, trained_tokenizer = _tokenizer_for(recipe, docs, out_dir, resume)
         model, tokenizer = _model_for(recipe, tokenizer, cfg.seed)
@@ -219,7 +214,21 @@ def _run_recipe(recipe: TrainRecipe, out_dir: Path, resume: bool) -> tuple[Train
 
 
 # -- sections ----------------------------------------------------------------------------------------------
-def _check_model_section(model: Any) -> None:
+def read_config_mapping(path: Path, what: str, sections: str) -> dict[str, Any]:
+    """The YAML mapping in ``path`` (its ``type`` key dropped), for a recipe-like config ``what`` whose
+    sections are named in ``sections``; ConfigError for a missing file, bad YAML or a non-mapping."""
+    if not path.is_file():
+        raise ConfigError(f"{what} not found: {path}")
+    raw = load_yaml_text(path.read_text(), source=str(path))
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{path}: a{'n' if what[0] in 'aeiou' else ''} {what} must be a mapping with {sections}"
+        )
+    raw.pop("type", None)
+    return raw
+
+
+def check_model_section(model: Any) -> None:
     if not isinstance(model, dict) or len(set(model) & _MODEL_KEYS) != 1 or set(model) - _MODEL_KEYS:
         raise ConfigError(
             f"model must have exactly one of 'init' (a fresh model) or 'path' (a model directory), got {model!r}"
@@ -232,7 +241,7 @@ def _check_model_section(model: Any) -> None:
         raise ConfigError(f"model.path must be a directory path, got {model['path']!r}")
 
 
-def _check_tokenizer_section(tokenizer: Any, *, has_model_path: bool) -> None:
+def check_tokenizer_section(tokenizer: Any, *, has_model_path: bool) -> None:
     if tokenizer is None:
         if not has_model_path:
             raise ConfigError(
@@ -255,7 +264,7 @@ def _check_tokenizer_section(tokenizer: Any, *, has_model_path: bool) -> None:
             )
 
 
-def _resolve_input(spec: str, base: Path) -> str:
+def resolve_input(spec: str, base: Path) -> str:
     """``spec`` beside the YAML file when it exists there; otherwise as given (working directory, or a
     ``scheme:rest`` source such as ``world:corpus``; the reader reports a missing path)."""
     if not Path(spec).is_absolute() and (base / spec).exists():
@@ -263,7 +272,7 @@ def _resolve_input(spec: str, base: Path) -> str:
     return spec
 
 
-def _read_documents(spec: str) -> list[str]:
+def read_recipe_documents(spec: str) -> list[str]:
     try:
         from slimkit.data.sources import read_documents
     except ImportError:
@@ -285,16 +294,16 @@ def _tokenizer_for(recipe: TrainRecipe, docs: list[str], out_dir: Path, resume: 
     if spec is None:
         return None, False  # the model directory's own
     if isinstance(spec, str) or "path" in spec:
-        return _load_tokenizer(spec if isinstance(spec, str) else spec["path"]), False
+        return load_recipe_tokenizer(spec if isinstance(spec, str) else spec["path"]), False
     saved = out_dir / "tokenizer"
     if resume and saved.is_dir():
-        return _load_tokenizer(str(saved)), False
+        return load_recipe_tokenizer(str(saved)), False
     from slimkit.data.tokenizer import train_bpe_tokenizer
 
     return train_bpe_tokenizer(docs, **spec["train"]), True
 
 
-def _load_tokenizer(path: str) -> Any:
+def load_recipe_tokenizer(path: str) -> Any:
     from transformers import AutoTokenizer
 
     if not Path(path).is_dir():
@@ -316,10 +325,10 @@ def _model_for(recipe: TrainRecipe, tokenizer: Any, seed: int) -> tuple[torch.nn
         )
         return model, tokenizer if tokenizer is not None else own_tokenizer
     torch.manual_seed(seed)
-    return _fresh_model(recipe.model["init"], tokenizer), tokenizer
+    return fresh_model(recipe.model["init"], tokenizer), tokenizer
 
 
-def _fresh_model(init: dict[str, Any], tokenizer: Any) -> torch.nn.Module:
+def fresh_model(init: dict[str, Any], tokenizer: Any) -> torch.nn.Module:
     """A randomly initialised ``AutoModelForCausalLM`` of ``init["family"]`` (a transformers model_type)."""
     from transformers import AutoModelForCausalLM
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
