@@ -165,8 +165,8 @@ def activation_scores(model: nn.Module, sites: list[FFNSite], calib: Tensor, chu
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Distinct parameters (a tied head counted once)."""
-    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    """Distinct parameters (``parameters()`` already yields a tied head once)."""
+    return sum(p.numel() for p in model.parameters())
 
 
 @COMPRESSORS.register(FFNStructuredConfig, "ffn-structured")
