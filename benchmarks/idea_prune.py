@@ -2,8 +2,8 @@
 
 On the built-in world, at the fixed token budget of ``configs/idea_prune_world.yaml`` (each pipeline
 trains on the same number of tokens), over ``--seeds`` (model init and data order): held-out
-perplexity and closed-book factoid exact match (all / popular / rare half), mean ± std, and the
-forward speed of the pruned model against the enlarged one it came from.
+perplexity, answer-token perplexity and closed-book factoid exact match (all / popular / rare half),
+mean ± std, and the forward speed of the pruned model against the enlarged one it came from.
 
 Prints a table and writes ``benchmarks/results/idea_prune.json``. Runs go to ``benchmarks/.work/``
 (ignored by git); ``--resume`` continues interrupted ones.
@@ -26,7 +26,7 @@ from _common import print_table, write_result  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "idea_prune_world.yaml"
 WORK = Path(__file__).resolve().parent / ".work" / "idea_prune"
-METRICS = ("ppl", "factoid", "factoid_popular", "factoid_rare")
+METRICS = ("ppl", "answer_ppl", "factoid", "factoid_popular", "factoid_rare")
 
 
 def mean_std(values: list[float]) -> dict[str, float]:
@@ -88,7 +88,7 @@ def main() -> None:
         f"\n{first['total_steps']} steps x {first['tokens_per_step']} tokens per pipeline, FFN "
         f"{first['enlarged_width']} -> {first['target_width']}, seeds {seeds}"
     )
-    print_table(["pipeline", "params", "ppl", "factoid", "popular", "rare"], rows)
+    print_table(["pipeline", "params", "ppl", "answer ppl", "factoid", "popular", "rare"], rows)
     print(
         f"\nspeed ({speed_summary['setting']}): enlarged {fmt(speed_summary['enlarged_tokens_per_s'])} tok/s, "
         f"pruned {fmt(speed_summary['pruned_tokens_per_s'])} tok/s, speedup {fmt(speed_summary['speedup'])}"

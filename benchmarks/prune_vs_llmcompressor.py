@@ -23,6 +23,12 @@ Models: ``default`` (the factworld default model), ``random85m`` (a random-init 
 12 layers, ~85M parameters), a named offline model (``smollm2-135m``: real-text calibration from
 ``python-docs:calib``, perplexity on ``python-docs:eval``), or a model directory (real text too).
 ``--calib-source`` / ``--eval-data`` override the text.
+
+``--floor`` also times, per model, what the sequential runner's forward passes alone cost (a method
+that observes nothing and changes nothing, on the same targets, ids and chunks): ``two_pass`` is the
+work exact Wanda cannot avoid (per block a statistics pass that stops before ``down_proj``, then the
+propagation pass through the pruned block), ``one_pass`` a single forward through every block. The
+pruning times are read against them: what a method takes beyond ``two_pass`` is its own arithmetic.
 """
 
 from __future__ import annotations
@@ -151,6 +157,33 @@ def peak_memory_mib(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+class _NoOpMethod:
+    """A calibrated method that observes nothing and compresses nothing: the runner's passes alone."""
+
+    def __init__(self, modifies_weights: bool) -> None:
+        self.modifies_weights = modifies_weights
+
+    def observe(self, name, inputs) -> None:
+        pass
+
+    def compress(self, name, module) -> None:
+        pass
+
+    def reset(self) -> None:
+        pass
+
+
+def floor_trial(model, calib, args) -> None:
+    """Time the runner's forward passes with a no-op method (``--tool floor-two_pass|floor-one_pass``)."""
+    from slimkit.compress import build_config
+    from slimkit.compress.calibrate import run_sequential_
+    from slimkit.compress.prune.base import select_prune_targets
+
+    targets = select_prune_targets(model, build_config("wanda", sparsity=0.5))
+    method = _NoOpMethod(modifies_weights=args.tool == "floor-two_pass")
+    run_sequential_(model, method, calib, targets, device=args.device, chunk_size=args.chunk, progress=False)
+
+
 def trial(args: argparse.Namespace) -> None:
     """One (tool, method, pattern) run in this process; prints a JSON line."""
     from safetensors.torch import load_file
@@ -167,7 +200,9 @@ def trial(args: argparse.Namespace) -> None:
     load = os.getloadavg()[0]
     cpu_start = cpu_seconds()
     start = time.perf_counter()
-    if args.tool == "slimkit":
+    if args.tool.startswith("floor-"):
+        floor_trial(model, calib, args)
+    elif args.tool == "slimkit":
         from slimkit.compress import build_config, compress_
 
         cfg = build_config(args.method, sparsity=0.5, pattern=args.pattern, sequential=not args.onepass)
@@ -205,7 +240,10 @@ def trial(args: argparse.Namespace) -> None:
     linears = [m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and "lm_head" not in n]
     zeros = sum(int((m.weight == 0).sum()) for m in linears)
     total = sum(m.weight.numel() for m in linears)
-    ppl = evaluate_ppl(model, tok, args.eval_data, args.eval_seqlen)
+    # the floor trials leave the model dense: its perplexity is the dense one, not worth re-measuring
+    ppl = (
+        None if args.tool.startswith("floor-") else evaluate_ppl(model, tok, args.eval_data, args.eval_seqlen)
+    )
     print(
         "RESULT "
         + json.dumps(
@@ -274,6 +312,9 @@ def main() -> None:
     ap.add_argument(
         "--settings", default=",".join(f"{m}/{p}" for m, p in SETTINGS), help="method/pattern,..."
     )
+    ap.add_argument(
+        "--floor", action="store_true", help="also time the runner's forward passes alone, per model"
+    )
     ap.add_argument("--out-name", default="prune_vs_llmcompressor")
     ap.add_argument("--workdir", default=str(RESULTS.parent / ".work"))
     # single-trial mode (used by the subprocesses)
@@ -295,6 +336,7 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     settings = [tuple(item.split("/", 1)) for item in args.settings.split(",") if item]
     records, rows = [], []
+    floors: dict[str, dict] = {}
 
     def save(records: list[dict]) -> Path:
         """Write what has been measured so far (so a crash or interrupt loses nothing)."""
@@ -311,6 +353,7 @@ def main() -> None:
                 "threads": args.threads,
                 "device": args.device,
                 "records": records,
+                "forward_floor": floors,
             },
         )
 
@@ -322,6 +365,17 @@ def main() -> None:
             p.numel()
             for p in __import__("slimkit").load_model(model_dir, with_tokenizer=False)[0].parameters()
         )
+        if args.floor:
+            floors[spec] = {
+                kind: run_trial(f"floor-{kind}", "wanda", "unstructured", model_dir, calib, eval_data, args)
+                for kind in ("two_pass", "one_pass")
+            }
+            save(records)
+            print(
+                f"floor {spec}: two passes {floors[spec]['two_pass']['time_s']:.1f} s, "
+                f"one pass {floors[spec]['one_pass']['time_s']:.1f} s",
+                flush=True,
+            )
         for method, pattern in settings:
             res = {
                 tool: run_trial(tool, method, pattern, model_dir, calib, eval_data, args)

@@ -473,7 +473,8 @@ _PIPELINE_RUNNERS = {"idea": run_idea, "scratch": run_scratch, "naive": run_naiv
 
 # -- evaluation -----------------------------------------------------------------------------------------------
 def evaluate_model(model_dir: Path, cfg: IdeaPruneConfig) -> dict[str, Any]:
-    """Held-out perplexity, factoid accuracy (popular / rare) and the parameter count of a finished model."""
+    """Held-out perplexity (and answer-token perplexity when the text has answer spans), factoid accuracy
+    (popular / rare) and the parameter count of a finished model."""
     from slimkit.compress.structured import count_parameters, ffn_width
     from slimkit.evaluate import evaluate
     from slimkit.evaluate.perplexity import perplexity
@@ -484,6 +485,8 @@ def evaluate_model(model_dir: Path, cfg: IdeaPruneConfig) -> dict[str, Any]:
     metrics: dict[str, Any] = {"params": count_parameters(model), "ffn_width": ffn_width(model)}
     ppl = perplexity(model, tok, cfg.eval.get("ppl", "world:heldout"), seqlen=seqlen, batch_size=16)
     metrics["ppl"] = ppl.ppl
+    if ppl.answer_ppl is not None:  # the NLL of the facts' object tokens only (world held-out text v2)
+        metrics["answer_ppl"] = ppl.answer_ppl
     factoid = cfg.eval.get("factoid", "world")
     if factoid:
         if factoid == "world":
@@ -537,14 +540,15 @@ def comparison_markdown(comparison: dict[str, Any]) -> str:
         f"IDEA Prune comparison: {comparison['total_steps']} steps x {comparison['tokens_per_step']} tokens per "
         f"pipeline; FFN width {comparison['enlarged_width']} -> {comparison['target_width']}",
         "",
-        "| pipeline | params | ppl | factoid | popular | rare |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| pipeline | params | ppl | answer ppl | factoid | popular | rare |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     fmt = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
     for name, entry in comparison["pipelines"].items():
         m = entry.get("metrics", {})
         lines.append(
-            f"| {name} | {m.get('params', '-')} | {fmt(m.get('ppl'))} | {fmt(m.get('factoid'))} | "
+            f"| {name} | {m.get('params', '-')} | {fmt(m.get('ppl'))} | {fmt(m.get('answer_ppl'))} | "
+            f"{fmt(m.get('factoid'))} | "
             f"{fmt(m.get('factoid_popular'))} | {fmt(m.get('factoid_rare'))} |"
         )
     if "speed" in comparison:
