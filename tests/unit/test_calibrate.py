@@ -226,3 +226,96 @@ def test_sample_errors(tiny_tok):
         sample_calibration(tiny_tok, ["tiny text"], nsamples=2, seqlen=4096)
     with pytest.raises(ConfigError, match="nsamples"):
         sample_calibration(tiny_tok, DOCS, nsamples=0, seqlen=8)
+
+
+# -- output replay: passes after the first serve the already-final linears' outputs ---------------------------
+@pytest.mark.parametrize("family", ["llama", "gpt2", "opt", "falcon", "phi3", "gemma2"])
+@pytest.mark.parametrize("method", ["sparsegpt", "gptq", "gptq-fake"])
+def test_replay_gives_the_recomputed_result_bit_for_bit(family, method, monkeypatch):
+    import slimkit.compress.calibrate as calibrate
+    from slimkit.compress import build_config
+
+    options = {"sparsegpt": dict(sparsity=0.5, true_sequential=True), "gptq": dict(bits=4, group_size=8)}
+    options["gptq-fake"] = {**options["gptq"], "fake": True}
+    config = build_config(method.removesuffix("-fake"), **options[method])
+    calib = _calib(4)
+    replays: list = []
+
+    class Counted(calibrate._OutputReplay):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            replays.append(self)
+
+    monkeypatch.setattr(calibrate, "_OutputReplay", Counted)
+    states = []
+    for budget in (0.0, 1024.0):
+        monkeypatch.setattr(calibrate, "REPLAY_BUDGET_MIB", budget)
+        model = tiny_model(family, seed=0)
+        compress_(model, config, calib, chunk_size=2, progress=False)
+        states.append(model.state_dict())
+    recomputed, replayed = states
+    assert recomputed.keys() == replayed.keys()
+    for key, value in recomputed.items():
+        assert torch.equal(value, replayed[key]), key
+    assert replays and sum(r.served for r in replays) > 0  # the second run did serve linears
+
+
+class _OutOfOrder(torch.nn.Module):
+    """``b`` (group 1) runs before ``a`` (group 0) and feeds it: ``a``'s recorded output goes stale."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = (torch.nn.Linear(4, 4) for _ in range(3))
+
+    def forward(self, x):
+        return self.c(self.a(x + self.b(x)))
+
+
+def test_replay_recomputes_a_linear_whose_input_changed():
+    from slimkit.compress.calibrate import _OutputReplay
+
+    torch.manual_seed(0)
+    block = _OutOfOrder()
+    groups = [{"a": block.a}, {"b": block.b}, {"c": block.c}]
+    replay = _OutputReplay(block, groups)
+    x = torch.randn(3, 4)
+    outputs = []
+    for position in range(len(groups) + 1):
+        with replay.pass_(position) as new_chunk:
+            new_chunk()
+            outputs.append(block(x))
+        if position < len(groups):  # "compress" the group: change its weights
+            for module in groups[position].values():
+                with torch.no_grad():
+                    module.weight.mul_(0.5)
+    # b's output is served in the last pass (its input is x); a's never is: b changed and ran before it
+    assert replay.served == 1
+    torch.testing.assert_close(outputs[-1], block(x), rtol=0, atol=0)
+
+
+def test_replay_serves_in_forward_order():
+    from slimkit.compress.calibrate import _OutputReplay
+
+    torch.manual_seed(0)
+    block = torch.nn.Sequential(
+        torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 4), torch.nn.Linear(4, 4)
+    )
+    groups = [{"0": block[0]}, {"2": block[2]}, {"3": block[3]}]
+    replay = _OutputReplay(block, groups)
+    x = torch.randn(3, 4)
+    for position in range(len(groups) + 1):
+        with replay.pass_(position) as new_chunk:
+            new_chunk()
+            out = block(x)
+        if position < len(groups):
+            with torch.no_grad():
+                next(iter(groups[position].values())).weight.mul_(0.5)
+    assert replay.served == 3  # block 0 in passes 2 and 3, block 2 in pass 3
+    assert torch.equal(out, block(x))
+
+
+def test_replay_budget_is_validated():
+    model = tiny_model("llama", seed=0)
+    targets = select_prune_targets(model, WandaConfig())
+    with pytest.raises(ConfigError, match="replay_budget_mib"):
+        run_sequential_(model, _Recorder(), _calib(2), targets, replay_budget_mib=-1, progress=False)

@@ -21,6 +21,17 @@ It walks the decoder blocks in order, the way the SparseGPT/Wanda reference code
 3. Run the samples through the **compressed** block again; its outputs are block ``i+1``'s inputs,
    so every block is calibrated on what the compressed model actually feeds it.
 
+With sequential groups, the passes after the first repeat work whose result is already known: a
+linear compressed two groups ago has the same weights and the same inputs as in the pass before, so
+its output is too. Those outputs are recorded in the pass that first runs the linear with its final
+weights and *replayed* (served from memory instead of recomputed) in the passes after it, as long as
+no linear that changed since the recording ran before it in the same chunk (checked per call: a
+changed upstream linear makes the replayed linear compute for real). The results are bit for bit the
+recomputed ones; for llama's ``[q,k,v] -> [o] -> [gate,up] -> [down]`` the block's linears then run
+once per chunk in all five passes together instead of about 2.5 times. The memory this takes (the
+recorded outputs of one block, e.g. 0.3 GiB for SmolLM2-135M at 32 x 512 tokens) is bounded by
+``replay_budget_mib``; a block over it recomputes.
+
 Only the current block has to live on the compute ``device``: it is onloaded before and offloaded
 back after, and the activations between blocks stay on ``cache_device`` (CPU by default). That is
 what lets a model larger than the accelerator's memory be compressed.
@@ -40,7 +51,10 @@ from torch import Tensor, nn
 
 from slimkit.core.errors import ConfigError, DataError
 from slimkit.core.progress import progress_bar
-from slimkit.models.adapters import ArchitectureAdapter, get_adapter
+from slimkit.models.adapters import ArchitectureAdapter, get_adapter, linear_weight
+
+#: default memory bound (MiB) for the outputs one block's replay keeps (see the module docstring)
+REPLAY_BUDGET_MIB = 1024.0
 
 # kwargs a decoder block may receive that must not carry a KV cache during calibration
 _CACHE_KWARGS = ("cache", "past_key_value", "past_key_values", "layer_past")
@@ -436,6 +450,7 @@ def run_sequential_(
     propagate_compressed: bool = True,
     progress: bool = True,
     description: str = "calibrate",
+    replay_budget_mib: float | None = None,
 ) -> None:
     """Calibrate and compress ``targets`` block by block (see the module docstring).
 
@@ -457,7 +472,14 @@ def run_sequential_(
             block: about half the calibration time).
         progress: show a progress bar over blocks.
         description: the progress bar's label.
+        replay_budget_mib: memory allowed for the recorded outputs of one block's already-final
+            linears (see the module docstring); 0 recomputes them in every pass. Results do not
+            depend on it. Default: :data:`REPLAY_BUDGET_MIB`.
     """
+    if replay_budget_mib is None:
+        replay_budget_mib = REPLAY_BUDGET_MIB
+    if replay_budget_mib < 0:
+        raise ConfigError(f"replay_budget_mib={replay_budget_mib} must be >= 0")
     adapter = get_adapter(model)
     cache_device = torch.device(cache_device)
     compute = torch.device(device) if device is not None else None
@@ -495,6 +517,7 @@ def run_sequential_(
                         cache_device,
                         propagate_compressed=propagate_compressed,
                         need_outputs=index < last,
+                        replay_budget_bytes=replay_budget_mib * 2**20,
                     )
                 finally:  # offload even when compression fails
                     if compute is not None:
@@ -517,16 +540,28 @@ def _calibrate_block(
     *,
     propagate_compressed: bool,
     need_outputs: bool,
+    replay_budget_bytes: float = 0.0,
 ) -> list[Tensor] | None:
     """Observe and compress one block's groups; return its outputs for the next block (if needed)."""
     reuse: list[Tensor] | None = None
+    replay = None
+    if method.modifies_weights and len(groups) > 1:
+        replay = _OutputReplay(block, groups)
+        if replay.bytes_needed(inputs) > replay_budget_bytes:
+            replay = None
     for position, group in enumerate(groups):
         # the first pass sees the block unchanged: its outputs are the dense outputs, which feed the
         # next block when nothing changes or when propagation is off
         keep = need_outputs and position == 0 and not (method.modifies_weights and propagate_compressed)
-        with _observe_hooks(method, group, stop_when_done=not keep) as new_chunk:
+        replaying = replay.pass_(position) if replay is not None else contextlib.nullcontext(None)
+        with _observe_hooks(method, group, stop_when_done=not keep) as new_chunk, replaying as replay_chunk:
             outputs = run_block(
-                block, inputs, device, cache_device, keep_outputs=keep, before_chunk=new_chunk
+                block,
+                inputs,
+                device,
+                cache_device,
+                keep_outputs=keep,
+                before_chunk=new_chunk if replay_chunk is None else _both(new_chunk, replay_chunk),
             )
         for name, module in group.items():
             method.compress(name, module)
@@ -535,4 +570,125 @@ def _calibrate_block(
             reuse = outputs
     if not need_outputs:
         return None
-    return reuse if reuse is not None else run_block(block, inputs, device, cache_device)
+    if reuse is not None:
+        return reuse
+    if replay is None:
+        return run_block(block, inputs, device, cache_device)
+    with replay.pass_(len(groups)) as replay_chunk:
+        return run_block(block, inputs, device, cache_device, before_chunk=replay_chunk)
+
+
+def _both(first: Callable[[], None], second: Callable[[], None]) -> Callable[[], None]:
+    def call() -> None:
+        first()
+        second()
+
+    return call
+
+
+class _OutputReplay:
+    """Records the outputs of a block's already-compressed linears and serves them in later passes.
+
+    Pass ``p`` (``p = 0 .. len(groups)``; the last is the propagation pass) runs after groups
+    ``0 .. p-1`` were compressed. A linear of group ``g`` has its final weights from pass ``g + 1``
+    on: that pass records its output per chunk (in call order), and passes ``g + 2 ..`` serve it,
+    unless a linear of a group ``> g`` (changed since the recording, or not yet compressed) was
+    already called in the same chunk before it: its input may then differ, so it runs for real. The
+    served tensor is a copy, so a block that writes into a linear's output in place cannot change
+    what a later pass gets. Linears are looked up by their path inside the block at every pass: a
+    method may have replaced one by another module (quantization's ``QuantizedLinear``).
+    """
+
+    def __init__(self, block: nn.Module, groups: Sequence[Mapping[str, nn.Module]]) -> None:
+        paths = {id(module): path for path, module in block.named_modules()}
+        self.block = block
+        self.group_of: dict[str, int] = {}
+        self.out_bytes: dict[str, int] = {}  # per token
+        for g, group in enumerate(groups):
+            for module in group.values():
+                path = paths[id(module)]
+                weight = linear_weight(module)
+                self.group_of[path] = g
+                self.out_bytes[path] = int(weight.shape[0]) * weight.element_size()
+        self.last_position = len(groups)
+        self.recorded: dict[str, list[list[Tensor]]] = {}  # path -> per chunk -> outputs in call order
+        self.served = 0  # calls answered from memory
+
+    def bytes_needed(self, inputs: BlockInputs) -> int:
+        """Memory of the recorded outputs (every linear but the last group's) for all of ``inputs``."""
+        tokens = sum(int(h.shape[:-1].numel()) for h in inputs.hidden)
+        last = self.last_position - 1
+        return tokens * sum(b for path, b in self.out_bytes.items() if self.group_of[path] < last)
+
+    @contextlib.contextmanager
+    def pass_(self, position: int) -> Iterator[Callable[[], None]]:
+        """Stand in for the linears of pass ``position``; yields the function to call before each chunk."""
+        chunk = -1
+        calls: dict[str, int] = {}  # per path: calls in this chunk so far
+        highest = [-1]  # the highest group index of a linear called in this chunk so far
+        record = {
+            path for path, g in self.group_of.items() if g == position - 1 and position < self.last_position
+        }
+        serve = {path for path, g in self.group_of.items() if g <= position - 2 and path in self.recorded}
+        modules = {path: self.block.get_submodule(path) for path in self.group_of}
+
+        def make(path: str, original: Callable[..., Any]) -> Callable[..., Any]:
+            group = self.group_of[path]
+
+            def forward(*args: Any, **kwargs: Any) -> Any:
+                nth = calls.get(path, 0)
+                calls[path] = nth + 1
+                clean = highest[0] <= group  # nothing that may have changed since the recording ran yet
+                highest[0] = max(highest[0], group)
+                stored = self.recorded.get(path)
+                if (
+                    path in serve
+                    and clean
+                    and stored is not None
+                    and chunk < len(stored)
+                    and nth < len(stored[chunk])
+                ):
+                    self.served += 1
+                    return stored[chunk][nth].clone()
+                out = original(*args, **kwargs)
+                if path in record:
+                    per_chunk = self.recorded.setdefault(path, [])
+                    while len(per_chunk) <= chunk:
+                        per_chunk.append([])
+                    per_chunk[chunk].append(out.detach().clone())
+                return out
+
+            return forward
+
+        def mark(path: str) -> Callable[..., None]:
+            group = self.group_of[path]
+
+            def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
+                highest[0] = max(highest[0], group)
+
+            return hook
+
+        def new_chunk() -> None:
+            nonlocal chunk
+            chunk += 1
+            calls.clear()
+            highest[0] = -1
+
+        stood_in = {path: modules[path] for path in record | serve}
+        saved = {path: m.__dict__.get("forward") for path, m in stood_in.items()}
+        # the other linears (observed now, or not yet compressed) only mark the chunk when they run
+        handles = [m.register_forward_pre_hook(mark(p)) for p, m in modules.items() if p not in stood_in]
+        try:
+            for path, module in stood_in.items():
+                module.forward = make(path, module.forward)
+            yield new_chunk
+        finally:
+            for h in handles:
+                h.remove()
+            for path, module in stood_in.items():
+                if saved[path] is None:
+                    del module.forward
+                else:
+                    module.forward = saved[path]
+            if position >= self.last_position:  # the propagation pass was the last use
+                self.recorded.clear()
