@@ -224,8 +224,9 @@ def _split_call(
 
 @contextlib.contextmanager
 def _standing_in(blocks: Sequence[nn.Module], make: Callable[[int], Callable[..., Any]]) -> Iterator[None]:
-    """Replace each block's ``forward`` by ``make(index)`` (an instance attribute), restoring it after,
-    including a ``forward`` another library had set on the instance (accelerate's hooks)."""
+    """Replace each module's ``forward`` by ``make(index)`` (an instance attribute), restoring it after,
+    including a ``forward`` another library had set on the instance (accelerate's hooks). ``make(i)``
+    is called just before module ``i``'s ``forward`` is replaced, so it may wrap the current one."""
     saved = [block.__dict__.get("forward") for block in blocks]
     try:
         for index, block in enumerate(blocks):
@@ -674,21 +675,17 @@ class _OutputReplay:
             calls.clear()
             highest[0] = -1
 
-        stood_in = {path: modules[path] for path in record | serve}
-        saved = {path: m.__dict__.get("forward") for path, m in stood_in.items()}
+        stood_in = sorted(record | serve)
         # the other linears (observed now, or not yet compressed) only mark the chunk when they run
         handles = [m.register_forward_pre_hook(mark(p)) for p, m in modules.items() if p not in stood_in]
         try:
-            for path, module in stood_in.items():
-                module.forward = make(path, module.forward)
-            yield new_chunk
+            # make(i) runs before module i's forward is replaced: it wraps the forward in place now
+            with _standing_in(
+                [modules[p] for p in stood_in], lambda i: make(stood_in[i], modules[stood_in[i]].forward)
+            ):
+                yield new_chunk
         finally:
             for h in handles:
                 h.remove()
-            for path, module in stood_in.items():
-                if saved[path] is None:
-                    del module.forward
-                else:
-                    module.forward = saved[path]
             if position >= self.last_position:  # the propagation pass was the last use
                 self.recorded.clear()
