@@ -96,7 +96,6 @@ def main() -> None:
     from slimkit.models.reader import PROBE_STEPS, copy_probe
 
     out_path = RESULTS / "world_reader.json"
-    runs: list[dict[str, Any]] = json.loads(out_path.read_text())["runs"] if out_path.exists() else []
     fresh: list[dict[str, Any]] = []
     for name in [n for n in args.probe.split(",") if n]:
         recipe = candidate(name)
@@ -108,6 +107,8 @@ def main() -> None:
         result = full_run(recipe)
         fresh.append({"mode": "full", "candidate": name, "recipe": recipe.to_dict(), **result})
         print(f"full {name}: {result}", flush=True)
+    # read only now: another run of this script may have written its runs meanwhile
+    runs: list[dict[str, Any]] = json.loads(out_path.read_text())["runs"] if out_path.exists() else []
     keys = {(r["mode"], r["candidate"]) for r in fresh}
     runs = [r for r in runs if (r["mode"], r["candidate"]) not in keys] + fresh
     rows = []
