@@ -239,3 +239,32 @@ def test_induction_accuracy_separates_a_copier_from_its_floor() -> None:
 
     copy, floor = induction_accuracy(Copier(), Tok(), ["a", "b", "c", "d", "e", "f"], n=16, length=6)
     assert copy > floor + 0.3
+
+
+def test_copy_probe_trains_and_scores_a_tiny_recipe() -> None:
+    from slimkit.models.default import DefaultModelRecipe
+    from slimkit.models.reader import PROBE_GATE, copy_probe
+
+    world = {k: v for k, v in READER.items() if k not in ("corpus_repeats",)}
+    recipe = DefaultModelRecipe(
+        vocab_size=300,
+        hidden_size=32,
+        intermediate_size=64,
+        num_layers=2,
+        num_heads=2,
+        num_kv_heads=2,
+        seqlen=64,
+        world=world,
+        train={"steps": 20, "batch_size": 2, "seqlen": 64, "warmup_steps": 4, "log_every": 10},
+    )
+    result = copy_probe(recipe, steps=3, n_passages=5)
+    assert result.steps == 3 and result.n_passages == 5
+    assert 0.0 <= result.induction <= 1.0 and 0.0 <= result.induction_floor <= 1.0
+    assert 0.0 <= result.retrieval_short <= 1.0 and result.corpus_tokens > 0
+    gate = (
+        result.induction >= PROBE_GATE["induction"]
+        and result.retrieval_short >= PROBE_GATE["retrieval_short"]
+    )
+    assert result.passed == gate
+    with pytest.raises(ConfigError, match="steps"):
+        copy_probe(recipe, steps=0)
