@@ -36,6 +36,8 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "reader": {},
     "no-copy": {"world": {"n_copy_docs": 0}},
     "qa-fraction": {"world": {"qa_per_fact": 0}},
+    # reading and copying dominate: does this architecture learn to copy from this data at all?
+    "reading-heavy": {"world": {"corpus_repeats": 1, "n_reading_docs": 3000, "n_copy_docs": 3000}},
 }
 
 
