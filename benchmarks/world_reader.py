@@ -38,6 +38,12 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "qa-fraction": {"world": {"qa_per_fact": 0}},
     # reading and copying dominate: does this architecture learn to copy from this data at all?
     "reading-heavy": {"world": {"corpus_repeats": 1, "n_reading_docs": 3000, "n_copy_docs": 3000}},
+    "copy-heavy-lr3e-3": {
+        "world": {"corpus_repeats": 1, "n_reading_docs": 2000, "n_copy_docs": 8000},
+        "train": {
+            "optimizer": {"type": "AdamWConfig", "lr": 3e-3, "betas": [0.9, 0.95], "weight_decay": 0.1}
+        },
+    },
 }
 
 
