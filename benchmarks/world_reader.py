@@ -93,10 +93,34 @@ def full_run(recipe: Any) -> dict[str, Any]:
     }
 
 
+def controls() -> list[dict[str, Any]]:
+    """The probe's induction measurement on a model that copies and one that does not."""
+    from slimkit.data.factworld import WorldConfig, generate_world
+    from slimkit.models import load_model
+    from slimkit.models.default import default_model
+    from slimkit.models.reader import induction_accuracy, world_words
+
+    words = world_words(generate_world(WorldConfig()))
+    out = []
+    for name, (model, tok) in (
+        ("smollm2-135m", load_model("smollm2-135m")),
+        ("default-model", default_model()),
+    ):
+        copy, floor = induction_accuracy(model.eval(), tok, words)
+        out.append({"mode": "control", "candidate": name, "induction": copy, "induction_floor": floor})
+        print(f"control {name}: induction {copy:.3f} (floor {floor:.3f})", flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--probe", default="", help="comma-separated candidates to probe")
     ap.add_argument("--full", default="", help="comma-separated candidates to train fully and score")
+    ap.add_argument(
+        "--controls",
+        action="store_true",
+        help="measure the probe's induction accuracy on SmolLM2-135M (copies) and the default model (does not)",
+    )
     ap.add_argument("--steps", type=int, default=None, help="probe steps (default: PROBE_STEPS)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
@@ -110,6 +134,8 @@ def main() -> None:
         result = copy_probe(recipe, steps=args.steps or PROBE_STEPS).to_dict()
         fresh.append({"mode": "probe", "candidate": name, "recipe": recipe.to_dict(), **result})
         print(f"probe {name}: {result}", flush=True)
+    if args.controls:
+        fresh += controls()
     for name in [n for n in args.full.split(",") if n]:
         recipe = candidate(name)
         result = full_run(recipe)
@@ -121,7 +147,10 @@ def main() -> None:
     runs = [r for r in runs if (r["mode"], r["candidate"]) not in keys] + fresh
     rows = []
     for r in runs:
-        if r["mode"] == "probe":
+        if r["mode"] == "control":
+            reading = f"induction {r['induction']:.2f} (floor {r['induction_floor']:.2f})"
+            rows.append([r["candidate"], "control", "", reading, "", ""])
+        elif r["mode"] == "probe":
             rows.append(
                 [
                     r["candidate"],
