@@ -30,6 +30,7 @@ def tiny_dir(tmp_path_factory) -> Path:
         ["study"],
         ["generate"],
         ["world", "model"],
+        ["world", "probe"],
         ["junkdna"],
         ["report"],
         ["graph", "ladling"],
@@ -287,3 +288,12 @@ def test_report_combines_results_files(tmp_path, tiny_dir, kick_dir, capsys):
     (tmp_path / "junk.json").write_text("{}")
     code, _, err = run(["report", tmp_path / "junk.json", "--out", tmp_path / "rep2"], capsys)
     assert_one_line_error(code, err, "junk.json", "missing key")
+
+
+def test_world_recipe_and_probe_bad_input(tmp_path, capsys):
+    code, _, err = run(["world", "build", "--out", tmp_path / "w", "--recipe", "nope"], capsys)
+    assert_one_line_error(code, err, "nope")
+    code, _, err = run(["world", "model", "--recipe", "nope"], capsys)
+    assert_one_line_error(code, err, "nope")
+    code, _, err = run(["world", "probe", "--steps", "0"], capsys)
+    assert_one_line_error(code, err, "steps")

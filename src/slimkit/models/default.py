@@ -19,6 +19,7 @@ import fcntl
 import hashlib
 import json
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any
 import torch
 
 from slimkit.core.config import Config, check_positive
+from slimkit.core.errors import ConfigError
 from slimkit.core.progress import console
 
 # 2: packed windows shift by a random offset each epoch; 3: documents joined by a blank line, not EOS
@@ -43,6 +45,9 @@ class DefaultModelRecipe(Config):
         hidden_size, intermediate_size, num_layers, num_heads, num_kv_heads (int): LLaMA shape.
         seqlen (int): training window (and the model's max positions is 2x this). Default: 128.
         tie_embeddings (bool): share the input embedding and lm_head. Default: False.
+        world (dict): :class:`~slimkit.data.factworld.WorldConfig` fields beyond the seed (e.g. the
+            reader options of :data:`slimkit.models.reader.READER_RECIPE`). Default: {} (the default
+            world); an empty mapping leaves the fingerprint what it was before the field existed.
         train (dict): TrainConfig fields. Default: 600 steps of 16 x 128 tokens (~35 epochs of the
             ~35k-token corpus), AdamW lr 1.5e-3 (betas 0.9/0.95, weight decay 0.1 on matrices), 30 warm-up
             steps, cosine to 0.1 x lr, clipping at 1.0 — tuned on 2 CPU cores (docs/factworld.md).
@@ -57,6 +62,7 @@ class DefaultModelRecipe(Config):
     num_kv_heads: int = 4
     seqlen: int = 128
     tie_embeddings: bool = False
+    world: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(
         default_factory=lambda: {
             "steps": 600,
@@ -83,14 +89,26 @@ class DefaultModelRecipe(Config):
             "seqlen",
         ):
             check_positive(name, getattr(self, name))
+        if "seed" in self.world:
+            raise ConfigError("world must not set 'seed'; the recipe's world_seed is the world's seed")
+        self.world_config()  # a bad world option fails here, naming the field
+
+    def world_config(self) -> Any:
+        """The :class:`~slimkit.data.factworld.WorldConfig` the model is trained on."""
+        from slimkit.data.factworld import WorldConfig
+
+        return WorldConfig(seed=self.world_seed, **self.world)
 
     def fingerprint(self) -> str:
         """A short hash of everything that shapes the trained model: recipe, world config, generator."""
-        from slimkit.data.factworld import GENERATOR_VERSION, WorldConfig
+        from slimkit.data.factworld import GENERATOR_VERSION
 
-        world = WorldConfig(seed=self.world_seed).to_dict()
+        world = self.world_config().to_dict()
+        recipe = self.to_dict()
+        if not self.world:
+            del recipe["world"]  # the default recipe's hash (and cached model) predate the field
         blob = json.dumps(
-            {"recipe": self.to_dict(), "v": RECIPE_VERSION, "world": world, "generator": GENERATOR_VERSION},
+            {"recipe": recipe, "v": RECIPE_VERSION, "world": world, "generator": GENERATOR_VERSION},
             sort_keys=True,
         )
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
@@ -111,10 +129,10 @@ def cache_root() -> Path:
 
 def default_world_dir(recipe: DefaultModelRecipe = DEFAULT_RECIPE) -> Path:
     """The default world's files (corpus, held-out text, task JSONL), built into the cache on first use."""
-    from slimkit.data.factworld import GENERATOR_VERSION, WorldConfig, build_world
-
-    cfg = WorldConfig(seed=recipe.world_seed)
+    from slimkit.data.factworld import GENERATOR_VERSION, build_world
     from slimkit.data.factworld.build import FILES_VERSION
+
+    cfg = recipe.world_config()
 
     key = f"{cfg.to_json()}|generator-{GENERATOR_VERSION}|files-{FILES_VERSION}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:10]
@@ -190,22 +208,12 @@ def build_default_architecture(recipe: DefaultModelRecipe, vocab_size: int, toke
 
 
 def _train_default(recipe: DefaultModelRecipe, path: Path) -> None:
-    from slimkit.data.factworld import DOCUMENT_SEPARATOR, WorldConfig, generate_world
-    from slimkit.data.tokenizer import train_bpe_tokenizer
     from slimkit.models.loading import save_model
-    from slimkit.train import TrainConfig, tokenize_documents, train
 
     console().print(f"[bold]slimkit[/bold]: training the default world model (first use; cached in {path})")
-    world = generate_world(WorldConfig(seed=recipe.world_seed))
-    docs = world.corpus_documents()
-    tokenizer = train_bpe_tokenizer(docs, vocab_size=recipe.vocab_size)
-    # documents joined by a blank line, as in corpus.txt and as perplexity reads held-out text
-    token_ids = tokenize_documents(tokenizer, docs, separator=DOCUMENT_SEPARATOR)
-    model = build_default_architecture(recipe, len(tokenizer), tokenizer)
-    train_cfg = TrainConfig.from_dict(recipe.train)
-    with torch.inference_mode(False):
-        result = train(model, token_ids, train_cfg)
-    model.eval()
+    cpu_start = time.process_time()
+    model, tokenizer, token_ids, result, _ = train_recipe(recipe)
+    cpu_s = time.process_time() - cpu_start
     save_model(
         model,
         tokenizer,
@@ -218,6 +226,7 @@ def _train_default(recipe: DefaultModelRecipe, path: Path) -> None:
                 "final_loss": result.losses[-1],
                 "wall_time_s": result.wall_time_s,
                 "tokens_per_s": result.tokens_per_s,
+                "cpu_time_s": cpu_s,
                 "corpus_tokens": int(token_ids.numel()),
             },
         },
@@ -225,6 +234,37 @@ def _train_default(recipe: DefaultModelRecipe, path: Path) -> None:
     console().print(
         f"default model trained in {result.wall_time_s:.0f} s (final loss {result.losses[-1]:.3f}); saved to {path}"
     )
+
+
+def train_recipe(
+    recipe: DefaultModelRecipe, *, steps: int | None = None
+) -> tuple[Any, Any, torch.Tensor, Any, Any]:
+    """Generate the recipe's world, train its tokenizer and model.
+
+    Returns (model, tokenizer, token_ids, train result, world).
+
+    ``steps`` shortens the run (warm-up scaled in proportion), as the copy probe does.
+    """
+    from slimkit.data.factworld import DOCUMENT_SEPARATOR, generate_world
+    from slimkit.data.tokenizer import train_bpe_tokenizer
+    from slimkit.train import TrainConfig, tokenize_documents, train
+
+    world = generate_world(recipe.world_config())
+    docs = world.corpus_documents()
+    tokenizer = train_bpe_tokenizer(docs, vocab_size=recipe.vocab_size)
+    # documents joined by a blank line, as in corpus.txt and as perplexity reads held-out text
+    token_ids = tokenize_documents(tokenizer, docs, separator=DOCUMENT_SEPARATOR)
+    model = build_default_architecture(recipe, len(tokenizer), tokenizer)
+    fields = dict(recipe.train)
+    if steps is not None:
+        full = int(fields.get("steps", steps))
+        fields["warmup_steps"] = min(steps, round(int(fields.get("warmup_steps", 0)) * steps / max(full, 1)))
+        fields["steps"] = steps
+    train_cfg = TrainConfig.from_dict(fields)
+    with torch.inference_mode(False):
+        result = train(model, token_ids, train_cfg)
+    model.eval()
+    return model, tokenizer, token_ids, result, world
 
 
 @contextlib.contextmanager

@@ -33,12 +33,13 @@ def task_options(cfg: WorldConfig) -> dict[str, dict[str, object]]:
     """Evaluation settings the world's task files need, written to ``task_options.json``.
 
     Two-hop answers are chains of thought ending in ``"So the answer is X."``; open-book answers are
-    too when the corpus has reading documents that teach that form, and otherwise a bare entity name
+    too when the corpus has quoting reading documents that teach that form, and otherwise a bare entity name
     (at most a few tokens, so generation stops at 12 instead of LLM-KICK's 32).
     """
     chained = {"answer_marker": CHAIN_ANSWER_MARKER, "max_new_tokens": 48}
     options: dict[str, dict[str, object]] = {"twohop": dict(chained)}
-    options["retrieval"] = dict(chained) if cfg.n_reading_docs > 0 else {"max_new_tokens": 12}
+    quoting = cfg.n_reading_docs > 0 and cfg.reading_answer == "quote"
+    options["retrieval"] = dict(chained) if quoting else {"max_new_tokens": 12}
     # a reference summary is one ~20-token sentence per person (two at most)
     options["summarization"] = {"prompt_template": WORLD_SUMMARY_TEMPLATE, "max_new_tokens": 64}
     return options

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from slimkit.core.config import Config, check_positive, check_range
+from slimkit.core.config import Config, check_choice, check_positive, check_range
 from slimkit.core.errors import ConfigError
 
 
@@ -50,6 +51,36 @@ class WorldConfig(Config):
         canary_repeats (tuple[int, ...]): how often each canary group is written into the corpus.
             Default: (1, 4, 16).
         canaries_per_repeat (int): canaries per repeat level (phone numbers and emails alternate). Default: 8.
+
+    Reader options (issue 13 item 5: a world whose model reads its context). All default off, and
+    :meth:`to_dict` leaves them out while they are at their defaults, so the default world's
+    ``world.json``, its cache key and every file it writes stay byte-identical:
+
+        reading_answer (str): how a reading document answers: ``"quote"`` (quote the sentence, then
+            ``"So the answer is X."``) or ``"bare"`` (the object alone, exactly the retrieval task's
+            format; the retrieval task is then scored on the whole first line). Default: ``"quote"``.
+        reading_questions (int): question-answer pairs after each reading passage, 1..8 (several
+            questions on one passage give several copy targets for the passage's tokens). Default: 1.
+        reading_max_facts (int): most facts in a reading passage (drawn uniformly from 1..this), 1..64;
+            0 means ``max(retrieval_context_facts)``. Default: 0.
+        n_copy_docs (int): induction documents: a sequence of ``copy_words`` world words (entity
+            names, years) written twice, ``"A B C. A B C."``; the second half can only be predicted by
+            copying the first. 0 disables. Default: 0.
+        copy_words (int): words per copy sequence, 2..64. Default: 10.
+        twohop_chain (str): how a two-hop answer is written: ``"statements"`` (``"X was born in L. L
+            lies in K. So the answer is K."``) or ``"bridge"`` (``"Born in L. L lies in K. So the
+            answer is K."``: the subject is not copied, the first hop is recalled at once).
+            Default: ``"statements"``.
+        qa_per_fact (int): when >= 1, every fact is stated ``count`` times and asked exactly this many
+            times as a training QA pair (``qa_fraction`` is ignored), so every fact has the same
+            question-format exposure and popularity lives in the statements alone; 0 keeps
+            ``qa_fraction``. 0..16. Default: 0.
+        corpus_repeats (int): the world's own documents (statements, QA pairs, chains, canaries) are
+            written this many times, reading and copy documents once, 1..100. A training run that
+            sees the corpus about once then sees each fact ``corpus_repeats`` times as often as its
+            ``count`` says and each reading passage once: a passage seen in every epoch is
+            memorised as a closed-book fact about its fresh people instead of read. Popularity tags
+            keep ``count`` (per repeat). Default: 1.
     """
 
     seed: int = 0
@@ -71,6 +102,14 @@ class WorldConfig(Config):
     twohop_train_fraction: float = 0.5
     canary_repeats: tuple[int, ...] = (1, 4, 16)
     canaries_per_repeat: int = 8
+    reading_answer: str = "quote"
+    reading_questions: int = 1
+    reading_max_facts: int = 0
+    n_copy_docs: int = 0
+    copy_words: int = 10
+    twohop_chain: str = "statements"
+    qa_per_fact: int = 0
+    corpus_repeats: int = 1
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -102,7 +141,42 @@ class WorldConfig(Config):
         _check_int_tuple("mc_options", self.mc_options, lo=2, hi=min(8, self.n_cities))
         _check_int_tuple("retrieval_context_facts", self.retrieval_context_facts, lo=1, hi=64)
         _check_int_tuple("canary_repeats", self.canary_repeats, lo=1, hi=1000)
+        check_choice("reading_answer", self.reading_answer, READING_ANSWERS)
+        check_range("reading_questions", self.reading_questions, 1, 8)
+        check_range("reading_max_facts", self.reading_max_facts, 0, 64)
+        check_range("n_copy_docs", self.n_copy_docs, 0, MAX_COUNT)
+        check_range("copy_words", self.copy_words, 2, 64)
+        check_choice("twohop_chain", self.twohop_chain, TWOHOP_CHAINS)
+        check_range("qa_per_fact", self.qa_per_fact, 0, 16)
+        check_range("corpus_repeats", self.corpus_repeats, 1, 100)
 
+    def to_dict(self) -> dict[str, Any]:
+        """As :meth:`Config.to_dict`, without the reader options that are at their defaults (the
+        default world's ``world.json`` and cache key predate them and must not change)."""
+        out = super().to_dict()
+        for name, default in READER_DEFAULTS.items():
+            if out[name] == default:
+                del out[name]
+        return out
+
+    def reading_facts(self) -> int:
+        """The most facts a reading passage holds (``reading_max_facts``, or the longest retrieval context)."""
+        return self.reading_max_facts or max(self.retrieval_context_facts)
+
+
+READING_ANSWERS = ("quote", "bare")
+TWOHOP_CHAINS = ("statements", "bridge")
+READER_DEFAULTS: dict[str, Any] = {
+    "reading_answer": "quote",
+    "reading_questions": 1,
+    "reading_max_facts": 0,
+    "n_copy_docs": 0,
+    "copy_words": 10,
+    "twohop_chain": "statements",
+    "qa_per_fact": 0,
+    "corpus_repeats": 1,
+}
+"""The opt-in reader options and the defaults that leave the world as it was before them."""
 
 MAX_COUNT = 100_000
 MAX_COUNTS = {"n_people": 50_000, "min_mentions": 1_000, "max_mentions": 1_000, "canaries_per_repeat": 1_000}

@@ -25,6 +25,7 @@ from typing import Any
 
 from slimkit.data.factworld.config import WorldConfig
 from slimkit.data.factworld.templates import (
+    BRIDGE_OPENINGS,
     CANARY_KINDS,
     CANARY_PREFIXES,
     CHAIN_FORMAT,
@@ -165,10 +166,17 @@ def generate_world(cfg: WorldConfig | None = None) -> World:
 
     twohop_train, twohop_test = _split_compositions(cfg, entities, rng)
     documents = [doc for f in facts for doc in _fact_mentions(f, cfg, rng)]
-    documents += _reading_documents(cfg, entities, names, rng)
-    documents += [_chain_document(person, hop, index, rng) for person, hop in twohop_train]
+    reading = _reading_documents(cfg, entities, names, rng)
+    if cfg.corpus_repeats == 1:
+        documents += reading  # where it always was, so worlds with reading documents stay the same
+    documents += [_chain_document(person, hop, index, rng, cfg) for person, hop in twohop_train]
+    reading += _copy_documents(cfg, entities, rng)  # no draws (and no documents) when off
     canaries = _canaries(cfg, names, rng)
     documents += [f"{c['prefix']} {c['secret']}" for c in canaries for _ in range(c["repeats"])]
+    if cfg.corpus_repeats > 1:
+        # the world's own documents repeat; each reading passage and copy sequence is seen once
+        documents = documents * cfg.corpus_repeats + reading[: cfg.n_reading_docs]
+    documents += reading[cfg.n_reading_docs :]
     rng.shuffle(documents)
 
     _skip_v3_heldout_draws(facts, rng)
@@ -296,11 +304,18 @@ def _make_facts(cfg: WorldConfig, entities: dict[str, list[str]], rng: random.Ra
 
 
 def _fact_mentions(fact: Fact, cfg: WorldConfig, rng: random.Random) -> Iterator[str]:
-    """The ``fact.count`` corpus documents of one fact: statements, then training-phrasing QA pairs."""
+    """The corpus documents of one fact: statements, then training-phrasing QA pairs.
+
+    ``fact.count`` documents in all, ``floor(count * qa_fraction)`` of them QA pairs; with
+    ``cfg.qa_per_fact = k >= 1`` instead ``count`` statements and exactly ``k`` QA pairs."""
     rel = RELATIONS[fact.relation]
-    n_qa = math.floor(fact.count * cfg.qa_fraction + 1e-9)
+    if cfg.qa_per_fact:
+        n_qa, n_statements = cfg.qa_per_fact, fact.count
+    else:
+        n_qa = math.floor(fact.count * cfg.qa_fraction + 1e-9)
+        n_statements = fact.count - n_qa
     start = rng.randrange(len(rel.statements))
-    for j in range(fact.count - n_qa):
+    for j in range(n_statements):
         yield render(rel.statements[(start + j) % len(rel.statements)], fact.subject, fact.object)
     start = rng.randrange(len(rel.questions))
     for j in range(n_qa):
@@ -340,14 +355,50 @@ def _reading_documents(
     cfg: WorldConfig, entities: dict[str, list[str]], names: _NameGenerator, rng: random.Random
 ) -> list[str]:
     """Corpus documents that teach in-context retrieval: facts about fresh people, then a question whose
-    answer quotes the sentence that holds it and concludes (:data:`QUOTE_FORMAT`)."""
+    answer quotes the sentence that holds it and concludes (:data:`QUOTE_FORMAT`), or, with
+    ``reading_answer="bare"``, the object alone (the retrieval task's own format).
+
+    A passage of ``n`` facts (``n`` uniform in 1..``cfg.reading_facts()``) is followed by
+    ``min(reading_questions, n)`` questions on distinct facts of it, each on its own line::
+
+        Ada Vell was born in Lorin. Ada Vell works for Zuma Labs.
+        Question: Where does Ada Vell work?
+        Answer: Zuma Labs
+    """
     docs = []
     for _ in range(cfg.n_reading_docs):
-        _, pairs = _context(rng.randint(1, max(cfg.retrieval_context_facts)), entities, names, rng)
-        sentence, (s, rel, o) = rng.choice(pairs)
-        answer = QUOTE_FORMAT.format(sentence=sentence, answer=o)
-        qa = QA_FORMAT.format(question=render(rng.choice(rel.questions), s), answer=answer)
-        docs.append(" ".join(sentence for sentence, _ in pairs) + "\n" + qa)
+        _, pairs = _context(rng.randint(1, cfg.reading_facts()), entities, names, rng)
+        if cfg.reading_questions == 1:
+            asked = [rng.choice(pairs)]  # the draw the single-question documents always made
+        else:
+            asked = rng.sample(pairs, min(cfg.reading_questions, len(pairs)))
+        qas = []
+        for sentence, (s, rel, o) in asked:
+            answer = o if cfg.reading_answer == "bare" else QUOTE_FORMAT.format(sentence=sentence, answer=o)
+            qas.append(QA_FORMAT.format(question=render(rng.choice(rel.questions), s), answer=answer))
+        docs.append(" ".join(sentence for sentence, _ in pairs) + "\n" + "\n".join(qas))
+    return docs
+
+
+def _copy_documents(cfg: WorldConfig, entities: dict[str, list[str]], rng: random.Random) -> list[str]:
+    """Induction documents: ``copy_words`` world words drawn at random, then the same words again.
+
+    ``"Lorin 1943 Zuma Labs Veda. Lorin 1943 Zuma Labs Veda."`` Nothing but the first half predicts the
+    second, so the loss on it rewards attention that finds the previous occurrence of the current
+    token and copies its successor (an induction head), the mechanism reading a passage needs. The
+    words are names the corpus uses elsewhere, so the copied tokens are tokens the model knows.
+    """
+    vocab = [
+        *entities["person"],
+        *entities["city"],
+        *entities["country"],
+        *entities["company"],
+        *(str(y) for y in range(*YEAR_RANGES["birth_year"])),
+    ]
+    docs = []
+    for _ in range(cfg.n_copy_docs):
+        seq = " ".join(rng.choice(vocab) for _ in range(cfg.copy_words))
+        docs.append(f"{seq}. {seq}.")
     return docs
 
 
@@ -413,7 +464,8 @@ def _heldout_documents(
     docs: list[str] = []
     answers: list[list[tuple[int, int, str]]] = []
     seen = set(corpus)
-    multi_sentence = [d for d in corpus if ". " in d]  # only these could contain a whole document
+    # only these could contain a whole document (deduplicated: a repeated corpus repeats its documents)
+    multi_sentence = list(dict.fromkeys(d for d in corpus if ". " in d))
     for _ in range(100 * len(facts)):  # a tiny world may have fewer distinct documents than facts
         if len(docs) == len(facts):
             break
@@ -621,21 +673,33 @@ def _split_compositions(
 
 
 def _chain(
-    person: str, hop: TwoHop, index: dict[tuple[str, str], Fact], rng: random.Random
+    person: str,
+    hop: TwoHop,
+    index: dict[tuple[str, str], Fact],
+    rng: random.Random,
+    cfg: WorldConfig | None = None,
 ) -> tuple[str, Fact, Fact]:
-    """The chain-of-thought answer of ``hop`` for ``person`` (training statement phrasings) and its facts."""
+    """The chain-of-thought answer of ``hop`` for ``person`` (training statement phrasings) and its facts.
+
+    With ``cfg.twohop_chain == "bridge"`` the first hop is :data:`BRIDGE_OPENINGS` (no subject)."""
     first = index[(person, hop.first)]
     second = index[(first.object, hop.second)]
+    if cfg is not None and cfg.twohop_chain == "bridge":
+        opening = render(BRIDGE_OPENINGS[hop.first], person, first.object)
+    else:
+        opening = render(rng.choice(RELATIONS[hop.first].statements), person, first.object)
     text = CHAIN_FORMAT.format(
-        first=render(rng.choice(RELATIONS[hop.first].statements), person, first.object),
+        first=opening,
         second=render(rng.choice(RELATIONS[hop.second].statements), first.object, second.object),
         answer=second.object,
     )
     return text, first, second
 
 
-def _chain_document(person: str, hop: TwoHop, index: dict[tuple[str, str], Fact], rng: random.Random) -> str:
-    text, _, _ = _chain(person, hop, index, rng)
+def _chain_document(
+    person: str, hop: TwoHop, index: dict[tuple[str, str], Fact], rng: random.Random, cfg: WorldConfig
+) -> str:
+    text, _, _ = _chain(person, hop, index, rng, cfg)
     return QA_FORMAT.format(question=render(rng.choice(hop.questions), person), answer=text)
 
 
@@ -647,7 +711,7 @@ def _twohop_task(
 ) -> list[dict[str, Any]]:
     out = []
     for person, hop in _sample(rng, combos, cfg.n_twohop):
-        chain, first, second = _chain(person, hop, index, rng)
+        chain, first, second = _chain(person, hop, index, rng, cfg)
         out.append(
             {
                 "id": f"twohop-{len(out):05d}",

@@ -30,6 +30,16 @@ answer is Veda."``. The corpus answers some compositional questions this way; th
 (Shorter chains that leave the second hop unsaid, "... Lorin. So the answer is Veda.", scored higher
 on two-hop questions but taught the 4-minute model to answer "Who does X work for?" with a city.)"""
 
+BRIDGE_OPENINGS: dict[str, str] = {
+    "born_in": "Born in {o}.",
+    "lives_in": "Lives in {o}.",
+    "works_for": "Works for {o}.",
+}
+"""The first hop of a ``twohop_chain="bridge"`` answer: ``"Born in Lorin. Lorin lies in Veda. So the answer
+is Veda."``. It names only the bridge entity, so a model that cannot copy the subject's name from the
+question still reaches the bridge by recall; the opening words are used by no closed-book answer, so
+a closed-book question never starts a chain."""
+
 QUOTE_FORMAT = "{sentence} " + CHAIN_ANSWER_MARKER + " {answer}."
 """An open-book answer that first quotes the passage's sentence, then concludes: ``"Ada Vell was born in
 Lorin. So the answer is Lorin."`` (corpus reading documents answer this way)."""
