@@ -90,7 +90,7 @@ def test_answer_loss_weights_every_example_equally():
     targets[1] = -100
     assert torch.allclose(answer_loss(logits, targets), tok[0, 2])
     empty = answer_loss(logits.requires_grad_(), torch.full((2, 6), -100))
-    assert float(empty) == 0.0 and empty.requires_grad
+    assert float(empty.detach()) == 0.0 and empty.requires_grad
 
 
 # -- lprank -------------------------------------------------------------------------------------------------
