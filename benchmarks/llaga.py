@@ -185,12 +185,15 @@ def main() -> None:
             for arch in ("gcn", "sage"):
                 r = (gnn_nc if task == "nc" else gnn_lp)(arch, graph, seed)
                 runs.setdefault((arch.upper() if arch == "gcn" else "GraphSAGE", task), []).append(r)
-                print(f"seed {seed} {arch} {task}: {r['acc']:.3f} ({r['seconds']:.1f} s)", flush=True)
+                rank = f", AUC {r['auc']:.3f}, Hits@10 {r['hits@10']:.3f}" if "auc" in r else ""
+                print(f"seed {seed} {arch} {task}: {r['acc']:.3f}{rank} ({r['seconds']:.1f} s)", flush=True)
             for template in args.templates.split(","):
                 r = llaga_run(template, task, graph, llm, tok, seed, args)
                 runs.setdefault((f"LLaGA-{template.upper()}", task), []).append(r)
+                rank = f", AUC {r['auc']:.3f}, Hits@10 {r['hits@10']:.3f}" if "auc" in r else ""
                 print(
-                    f"seed {seed} llaga-{template} {task}: {r['acc']:.3f} / scored {r['scored_acc']:.3f} ({r['seconds']:.1f} s)",
+                    f"seed {seed} llaga-{template} {task}: {r['acc']:.3f} / scored {r['scored_acc']:.3f}{rank} "
+                    f"({r['seconds']:.1f} s)",
                     flush=True,
                 )
 
