@@ -96,8 +96,7 @@ def list_models() -> None:
         "unless it is there already, and convert it once into the cache.\n\n"
         "Examples:\n\n"
         "    slimkit models install smollm2-135m\n\n"
-        "    slimkit models install smollm2-135m --no-convert\n\n"
-        "    slimkit models install all-minilm-l6-v2      # sentence encoder for LLaGA's node features"
+        "    slimkit models install smollm2-135m --no-convert"
     ),
 )
 def install(
