@@ -177,6 +177,21 @@ def main() -> None:
     runs: dict[tuple[str, str], list[dict]] = {}
     majority: list[float] = []
     source = ""
+
+    def save(table: dict | None = None) -> Path:  # after every run: a stopped run keeps what it measured
+        return write_result(
+            args.name,
+            {
+                "args": vars(args),
+                "complete": table is not None,
+                "feature_source": source,
+                "majority_nc": majority,
+                "paper_nc_llaga_ho_7b": PAPER_NC,
+                "runs": {f"{m}/{t}": rs for (m, t), rs in runs.items()},
+                **({"table": table} if table is not None else {}),
+            },
+        )
+
     for seed in range(args.seeds):
         graph = load_text_graph(args.graph, features=TextFeatureConfig(encoder=args.encoder), seed=seed)
         source = graph.feature_source
@@ -187,6 +202,7 @@ def main() -> None:
                 runs.setdefault((arch.upper() if arch == "gcn" else "GraphSAGE", task), []).append(r)
                 rank = f", AUC {r['auc']:.3f}, Hits@10 {r['hits@10']:.3f}" if "auc" in r else ""
                 print(f"seed {seed} {arch} {task}: {r['acc']:.3f}{rank} ({r['seconds']:.1f} s)", flush=True)
+                save()
             for template in args.templates.split(","):
                 r = llaga_run(template, task, graph, llm, tok, seed, args)
                 runs.setdefault((f"LLaGA-{template.upper()}", task), []).append(r)
@@ -196,6 +212,7 @@ def main() -> None:
                     f"({r['seconds']:.1f} s)",
                     flush=True,
                 )
+                save()
 
     header = [
         "method",
@@ -225,17 +242,7 @@ def main() -> None:
     print(f"\n{args.graph}, LLM {args.llm}, {args.seeds} seed(s); features: {source}")
     print(f"nc majority-class test accuracy: {mean_std(majority)}")
     print_table(header, rows)
-    path = write_result(
-        args.name,
-        {
-            "args": vars(args),
-            "feature_source": source,
-            "majority_nc": majority,
-            "paper_nc_llaga_ho_7b": PAPER_NC,
-            "runs": {f"{m}/{t}": rs for (m, t), rs in runs.items()},
-            "table": {"header": header, "rows": rows},
-        },
-    )
+    path = save({"header": header, "rows": rows})
     print(f"wrote {path}")
 
 

@@ -25,6 +25,7 @@ LLM believe, even when a small LM does not produce the exact answer string.
 
 from __future__ import annotations
 
+import inspect
 import math
 import random
 import time
@@ -39,6 +40,7 @@ from slimkit.core.config import Config, check_choice, check_range
 from slimkit.core.errors import ConfigError, DataError
 from slimkit.graph.llaga.data import TextGraph
 from slimkit.graph.llaga.prompts import (
+    IGNORE,
     PROMPT_STYLES,
     TASKS,
     Encoded,
@@ -273,10 +275,33 @@ class Llaga(nn.Module):
     def loss(
         self, ids: Tensor, labels: Tensor, mask: Tensor, pos: Tensor, feats: Tensor, pad: Tensor
     ) -> Tensor:
+        logits, targets = self.answer_logits(ids, labels, mask, pos, feats, pad)
+        return answer_loss(logits.float(), targets)
+
+    def answer_logits(
+        self, ids: Tensor, labels: Tensor, mask: Tensor, pos: Tensor, feats: Tensor, pad: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Next-token logits ``[B, K, V]`` and their targets ``[B, K]`` at the K columns that predict an
+        answer token in some row of the batch (targets −100 elsewhere).
+
+        Only those columns go through the LM head: an nc or lp answer is 1–5 of a ~250-token prompt,
+        and SmolLM2's 49,152 × 576 head is a fifth of its forward FLOPs at every column. Through
+        ``logits_to_keep`` where the model takes it (transformers' causal LMs), else sliced after.
+        """
         dev = next(self.llm.parameters()).device
         emb = self.inputs(ids, feats, pad)
-        out = self.llm(inputs_embeds=emb, attention_mask=mask.to(dev), position_ids=pos.to(dev))
-        return answer_loss(out.logits[:, :-1].float(), labels[:, 1:].to(dev))
+        # column t's logits predict token t + 1
+        cols = (labels[:, 1:] != IGNORE).any(0).nonzero().squeeze(1)
+        targets = labels[:, 1:][:, cols].to(dev)
+        cols = cols.to(dev)
+        kwargs = {"inputs_embeds": emb, "attention_mask": mask.to(dev), "position_ids": pos.to(dev)}
+        if self._takes_logits_to_keep:
+            return self.llm(**kwargs, logits_to_keep=cols).logits, targets
+        return self.llm(**kwargs).logits[:, cols], targets
+
+    @property
+    def _takes_logits_to_keep(self) -> bool:
+        return "logits_to_keep" in inspect.signature(self.llm.forward).parameters
 
     @torch.no_grad()
     def generate(
@@ -525,15 +550,10 @@ def evaluate_llaga(
 @torch.no_grad()
 def answer_logprobs(model: Llaga, encoded: list[Encoded], feats: Tensor, pad: Tensor) -> Tensor:
     """``[B]`` summed log-probability of each example's labelled (answer) tokens."""
-    dev = next(model.llm.parameters()).device
     ids, labels, mask, pos = collate(encoded, model.pad_id)
-    emb = model.inputs(ids, feats, pad)
-    logits = model.llm(inputs_embeds=emb, attention_mask=mask.to(dev), position_ids=pos.to(dev)).logits[
-        :, :-1
-    ]
+    logits, tgt = model.answer_logits(ids, labels, mask, pos, feats, pad)
     logp = torch.log_softmax(logits.float(), dim=-1)
-    tgt = labels[:, 1:].to(dev)
-    keep = tgt != -100
+    keep = tgt != IGNORE
     tok_lp = logp.gather(-1, tgt.clamp_min(0).unsqueeze(-1)).squeeze(-1)
     return (tok_lp * keep).sum(1).cpu()
 
