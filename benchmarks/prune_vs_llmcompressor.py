@@ -67,7 +67,9 @@ RANDOM_SHAPES = {
 }
 # "+onepass": slimkit's sequential=False (statistics from one dense pass, no propagation of pruned
 # outputs) against llm-compressor's "basic" pipeline (the same semantics); every other setting runs the
-# reference's sequential propagation in both tools.
+# reference's sequential propagation in both tools. "+true-seq": slimkit's true_sequential=True (a block's
+# linears pruned group by group, [q,k,v] -> [o] -> [gate,up] -> [down], each scored on the pruned groups'
+# outputs; not the reference's rule) against llm-compressor's reference sequential pipeline.
 SETTINGS = [
     ("wanda", "unstructured"),
     ("wanda", "2:4"),
@@ -205,7 +207,10 @@ def trial(args: argparse.Namespace) -> None:
     elif args.tool == "slimkit":
         from slimkit.compress import build_config, compress_
 
-        cfg = build_config(args.method, sparsity=0.5, pattern=args.pattern, sequential=not args.onepass)
+        options = {"true_sequential": True} if args.true_seq else {}
+        cfg = build_config(
+            args.method, sparsity=0.5, pattern=args.pattern, sequential=not args.onepass, **options
+        )
         compress_(model, cfg, calib, device=args.device, chunk_size=args.chunk, progress=False)
     else:
         from llmcompressor import oneshot
@@ -263,11 +268,13 @@ def trial(args: argparse.Namespace) -> None:
 
 def run_trial(tool, method, pattern, model_dir, calib, eval_data, args) -> dict:
     onepass = pattern.endswith("+onepass")
-    pattern = pattern.removesuffix("+onepass")
+    true_seq = pattern.endswith("+true-seq")
+    pattern = pattern.removesuffix("+onepass").removesuffix("+true-seq")
     cmd = [
         sys.executable,
         __file__,
         *(["--onepass"] if onepass else []),
+        *(["--true-seq"] if true_seq else []),
         "--trial",
         "--tool",
         tool,
@@ -325,6 +332,7 @@ def main() -> None:
     ap.add_argument("--model-dir", help=argparse.SUPPRESS)
     ap.add_argument("--calib", help=argparse.SUPPRESS)
     ap.add_argument("--onepass", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--true-seq", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.trial:
         trial(args)

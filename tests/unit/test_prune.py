@@ -128,6 +128,47 @@ def test_true_sequential_changes_sparsegpt_result():
     torch.testing.assert_close(a.state_dict()[q], b.state_dict()[q])
 
 
+def test_true_sequential_wanda_scores_each_group_on_the_pruned_groups_before_it():
+    """Reference by hand: for every block and group in forward order, a plain full forward of the model
+    as pruned so far gives the group's inputs; Wanda's row-wise rule on those prunes the group."""
+    from slimkit.compress.calibrate import true_sequential_groups
+    from slimkit.compress.prune.patterns import select_mask, wanda_scores
+
+    calib = _calib()
+    model, ref = tiny_model("llama", seed=0), tiny_model("llama", seed=0)
+    compress_(model, WandaConfig(sparsity=0.5, true_sequential=True), calib, progress=False)
+    adapter = get_adapter(ref)
+    for block in range(len(ref.model.layers)):
+        for group in true_sequential_groups(adapter):
+            names = [f"model.layers.{block}.{adapter.roles[role]}" for role in group]
+            inputs: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+            hooks = [
+                ref.get_submodule(n).register_forward_pre_hook(
+                    lambda mod, args, n=n, store=inputs: store[n].append(
+                        args[0].reshape(-1, args[0].size(-1))
+                    )
+                )
+                for n in names
+            ]
+            with torch.no_grad():
+                ref(calib)
+            for h in hooks:
+                h.remove()
+            for n in names:
+                x = torch.cat(inputs[n]).float()
+                weight = ref.get_submodule(n).weight
+                pruned = select_mask(wanda_scores(weight, (x * x).sum(0)), 0.5, None, group="row")
+                with torch.no_grad():
+                    weight.masked_fill_(pruned, 0.0)
+    got, want = model.state_dict(), ref.state_dict()
+    for name in _targets(ref):
+        assert torch.equal(got[name + ".weight"] == 0, want[name + ".weight"] == 0), name
+    dense = tiny_model("llama", seed=0)  # and it is not the paper's rule: o_proj's inputs changed
+    compress_(dense, WandaConfig(sparsity=0.5), calib, progress=False)
+    o = "model.layers.0.self_attn.o_proj.weight"
+    assert not torch.equal(dense.state_dict()[o] == 0, got[o] == 0)
+
+
 def test_targets_and_ignore():
     model, dense = tiny_model("llama", seed=0), tiny_model("llama", seed=0)
     report = compress_(

@@ -75,7 +75,7 @@ def compress(
     true_sequential: bool | None = typer.Option(
         None,
         "--true-sequential/--no-true-sequential",
-        help="SparseGPT: re-collect statistics after each group.",
+        help="SparseGPT, Wanda, GPTQ: prune (quantize) a block's linears group by group, [q,k,v] -> [o] -> [gate,up] -> [down], statistics re-collected after each.",
     ),
     target_params: float | None = typer.Option(
         None, "--target-params", help="Low-rank: parameter reduction of the targeted matrices, in (0, 1)."

@@ -9,6 +9,12 @@ compared **within each output row** ``i``: the ``int(in * sparsity)`` lowest sco
 are zeroed (with ``N:M``, the ``N`` lowest of every ``M`` consecutive inputs). No weight update.
 Statistics come from the dense block (every linear of a block is scored on the same dense inputs)
 and are accumulated in fp32 (:class:`slimkit.compress.stats.ColumnSqNorm`, one per distinct input).
+
+``true_sequential=True`` (not the paper's; off by default) instead scores a block's linears group by
+group, ``[q,k,v] -> [o] -> [gate,up] -> [down]``, each on the inputs the already-pruned groups give,
+as SparseGPT's and GPTQ's option of that name does. It is also cheaper: the runner's output replay
+serves every linear already final, so a block costs about one pruned forward plus the attention of
+each later pass, where the exact rule needs a dense statistics pass and a pruned propagation pass.
 """
 
 from __future__ import annotations
@@ -18,22 +24,35 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from slimkit.compress.calibrate import true_sequential_groups
 from slimkit.compress.prune.base import PruneConfig, Pruner, apply_mask_, register_pruner
 from slimkit.compress.prune.patterns import select_mask, wanda_scores
 from slimkit.compress.stats import ColumnSqNorm, PerInput
-from slimkit.models.adapters import linear_weight
+from slimkit.models.adapters import ArchitectureAdapter, linear_weight
 
 
 @dataclass(frozen=True, kw_only=True)
 class WandaConfig(PruneConfig):
-    """Wanda (arXiv 2306.11695): ``S = |W| * ||X_j||_2`` per output row. Options: see :class:`PruneConfig`."""
+    """Wanda (arXiv 2306.11695): ``S = |W| * ||X_j||_2`` per output row. Options: see :class:`PruneConfig`.
+
+    Args:
+        true_sequential (bool): score a block's linears group by group on the inputs of the groups
+            pruned before them (see the module docstring); ``False`` (default) is the paper's rule.
+    """
+
+    true_sequential: bool = False
 
 
 @register_pruner(WandaConfig, "wanda")
 class WandaPruner(Pruner):
+    config: WandaConfig
+
     def __init__(self, config: PruneConfig, sparsity_for: Mapping[str, float]) -> None:
         super().__init__(config, sparsity_for)
         self.norms: PerInput[ColumnSqNorm] = PerInput(ColumnSqNorm)  # one per distinct input (q/k/v share)
+
+    def sequential_groups(self, adapter: ArchitectureAdapter) -> list[tuple[str, ...]] | None:
+        return true_sequential_groups(adapter) if self.config.true_sequential else None
 
     def observe(self, name: str, inputs: Tensor) -> None:
         self.norms.observe(name, inputs)
