@@ -297,3 +297,18 @@ def test_sparsegpt_result_equals_the_previous_runner_on_a_tiny_model():
     for (name, new), old in zip(model.state_dict().items(), reference.state_dict().values(), strict=True):
         assert torch.equal(new == 0, old == 0), name
         torch.testing.assert_close(new, old, rtol=0, atol=1e-4 * float(old.abs().max() + 1e-12))
+
+
+@pytest.mark.parametrize("width", [512, 577, 1024])
+def test_symmetric_gram_is_the_full_product(width):
+    from slimkit.compress.stats import symmetric_gram
+
+    x = torch.randn(300, width, generator=torch.Generator().manual_seed(width))
+    got = symmetric_gram(x)
+    assert torch.equal(got, got.T)  # the mirrored block is an exact transpose
+    torch.testing.assert_close(got, x.T @ x, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(got.double(), x.double().T @ x.double(), rtol=1e-5, atol=1e-3)
+    gram = Gram()  # wide inputs take the blocked product, and the running sum adds it up
+    gram.add(x[:100])
+    gram.add(x[100:])
+    torch.testing.assert_close(gram.value, x.T @ x, rtol=1e-5, atol=1e-4)

@@ -72,6 +72,28 @@ class ColumnSqNorm(_RunningSum):
         return (inputs.new_ones(1, inputs.shape[0]) @ inputs.square()).squeeze(0)
 
 
+SYMMETRIC_GRAM_MIN = 512  # input width from which the Gram term is built from its upper blocks
+
+
+def symmetric_gram(x: Tensor) -> Tensor:
+    """``x^T x`` (``x: [N, d]`` -> ``[d, d]``) from three half-size products instead of one full one.
+
+    ``x^T x`` is symmetric, so with ``x = [a | b]`` only ``a^T a``, ``a^T b`` and ``b^T b`` are
+    computed and ``b^T a = (a^T b)^T`` is copied: 3/4 of the multiply-adds. Each entry is still one
+    dot product over the N tokens, the same as in the full product (on this project's CPUs the result
+    is bitwise the full product's; ``benchmarks/gram.py`` checks and times it).
+    """
+    d = x.shape[1]
+    h = d // 2
+    a, b = x[:, :h], x[:, h:]
+    out = x.new_empty(d, d)
+    out[:h, :h] = a.T @ a
+    out[:h, h:] = a.T @ b
+    out[h:, h:] = b.T @ b
+    out[h:, :h] = out[:h, h:].T
+    return out
+
+
 class Gram(_RunningSum):
     """``X^T X`` over all tokens seen (fp32, ``[in, in]``) and the token count ``N``.
 
@@ -85,7 +107,7 @@ class Gram(_RunningSum):
 
     @staticmethod
     def term(inputs: Tensor) -> Tensor:
-        return inputs.T @ inputs
+        return symmetric_gram(inputs) if inputs.shape[1] >= SYMMETRIC_GRAM_MIN else inputs.T @ inputs
 
     def hessian(self) -> Tensor:
         """``2/N * X^T X`` (a new tensor; the accumulator is unchanged)."""
