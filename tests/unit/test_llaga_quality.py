@@ -93,6 +93,56 @@ def test_answer_loss_weights_every_example_equally():
     assert float(empty.detach()) == 0.0 and empty.requires_grad
 
 
+@pytest.mark.parametrize("takes_logits_to_keep", [True, False])
+def test_answer_logits_are_the_full_logits_at_answer_columns(takes_logits_to_keep):
+    """Only the columns that predict an answer token go through the LM head; the loss and the
+    projector's gradient are those of the full logits, mixed tasks (answers of 1 and ~40 tokens)."""
+    from slimkit.graph.llaga.model import _batch_inputs, make_encoders
+    from slimkit.graph.llaga.prompts import collate
+
+    g = load_text_graph("world", features=HASH)
+    cfg = LlagaConfig(template="ho", tasks=("nc", "nd"))
+    model = build_llaga(cfg, g, tiny_model("llama"), tiny_tokenizer())
+    if not takes_logits_to_keep:  # a causal LM whose forward has no logits_to_keep: sliced after
+
+        class NoKeep(torch.nn.Module):
+            def __init__(self, inner):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, inputs_embeds, attention_mask, position_ids):
+                return self.inner(
+                    inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids
+                )
+
+            def get_input_embeddings(self):
+                return self.inner.get_input_embeddings()
+
+        model.llm = NoKeep(model.llm)
+    assert model._takes_logits_to_keep is takes_logits_to_keep
+    examples = [
+        build_examples(cfg, g, model.tokenizer, task, "train", with_answer=True)[i]
+        for task in cfg.tasks
+        for i in (0, 1)
+    ]
+    ids, labels, mask, pos = collate([e.encoded for e in examples], model.pad_id)
+    feats, pad = _batch_inputs(examples, make_encoders(cfg, g), seed=1)
+
+    logits, targets = model.answer_logits(ids, labels, mask, pos, feats, pad)
+    assert logits.shape[1] < ids.shape[1] - 1  # fewer columns than the whole sequence
+    model.loss(ids, labels, mask, pos, feats, pad).backward()
+    grad = model.projector.weight.grad.clone()
+    model.projector.weight.grad = None
+    full = model.llm(
+        inputs_embeds=model.inputs(ids, feats, pad), attention_mask=mask, position_ids=pos
+    ).logits
+    want = answer_loss(full[:, :-1].float(), labels[:, 1:])
+    want.backward()
+    torch.testing.assert_close(model.loss(ids, labels, mask, pos, feats, pad), want)
+    torch.testing.assert_close(grad, model.projector.weight.grad)
+    assert int((targets != -100).sum()) == int((labels != -100).sum())  # every answer token is kept
+
+
 # -- lprank -------------------------------------------------------------------------------------------------
 def test_link_ranking_metrics_by_hand():
     pos, neg = torch.tensor([3.0, 2.0, 0.0]), torch.tensor([1.0, 2.0])
