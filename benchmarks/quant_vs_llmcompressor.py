@@ -13,6 +13,9 @@ min/max scales, lm_head left dense):
 * ``gptq+no-true-seq``: ``gptq`` with slimkit's ``true_sequential=False``: every linear of a block
   calibrated from one pass, which is what llm-compressor's sequential pipeline does (one calibration
   pass per decoder layer, then one propagation pass); the like-for-like time comparison;
+* ``gptq+onepass``: ``gptq+no-true-seq`` with slimkit's ``sequential=False`` (every block calibrated on the
+  dense model's activations, no propagation pass), the semantics of llm-compressor's ``basic`` pipeline,
+  which is the only one it is run against (and its perplexity reference);
 * ``gptq+actorder``: columns by decreasing Hessian diagonal with scales fixed from the unquantized weight
   (slimkit ``act_order=True``; llm-compressor ``actorder="weight"``);
 * ``awq``: activation-aware scales ``s = mean|x|^α`` (grid 20) then RTN (slimkit ``awq``; llm-compressor
@@ -60,7 +63,7 @@ from prune_vs_llmcompressor import (  # noqa: E402
     text_sources,
 )
 
-SETTINGS = ("gptq", "gptq+actorder", "gptq+no-true-seq", "awq", "rtn")
+SETTINGS = ("gptq", "gptq+actorder", "gptq+no-true-seq", "gptq+onepass", "awq", "rtn")
 
 
 def _llmc_recipe(setting: str, bits: int, group: int) -> list:
@@ -120,7 +123,8 @@ def trial(args: argparse.Namespace) -> None:
         options = {"bits": args.bits, "group_size": args.group_size}
         if method == "gptq":
             options["act_order"] = args.setting == "gptq+actorder"
-            options["true_sequential"] = args.setting != "gptq+no-true-seq"
+            options["true_sequential"] = args.setting not in ("gptq+no-true-seq", "gptq+onepass")
+            options["sequential"] = args.setting != "gptq+onepass"
         cfg = build_config(method, **options)
         compress_(model, cfg, None if method == "rtn" else calib, chunk_size=args.chunk, progress=False)
     else:
@@ -270,7 +274,9 @@ def main() -> None:
         dense_ppl = evaluate_ppl(dense_model, dense_tok, eval_data, args.eval_seqlen)
         del dense_model
         for setting in settings:
-            pipelines = ("sequential",) if setting == "rtn" else tuple(args.pipelines.split(","))
+            pipelines = {"rtn": ("sequential",), "gptq+onepass": ("basic",)}.get(
+                setting, tuple(args.pipelines.split(","))
+            )
             ours = run_trial("slimkit", setting, "sequential", model_dir, calib, eval_data, group, args)
             try:
                 theirs = {
@@ -292,7 +298,7 @@ def main() -> None:
                 print(f"llm-compressor {setting} failed: {error}", flush=True)
                 continue
             faster = min(theirs, key=lambda p: theirs[p]["time_s"])
-            reference = theirs["sequential"]
+            reference = theirs.get("sequential", theirs.get("basic"))
             record = {
                 "model": spec,
                 "params": n_params,
@@ -313,19 +319,19 @@ def main() -> None:
             }
             records.append(record)
             save(records)
-            seq, basic = theirs["sequential"], theirs.get("basic")
+            seq, basic = theirs.get("sequential"), theirs.get("basic")
             rows.append(
                 [
                     f"{spec} ({n_params / 1e6:.0f}M)",
                     f"{setting} w{args.bits} g{group}",
                     ours["time_s"],
-                    seq["time_s"],
+                    "-" if seq is None else f"{seq['time_s']:.1f}",
                     "-" if basic is None else f"{basic['time_s']:.1f}",
                     f"{record['time_ratio_vs_faster']:.2f}x",
                     f"{record['cpu_ratio_vs_faster']:.2f}x",
                     f"{dense_ppl:.3f}",
                     f"{ours['ppl']:.3f}",
-                    f"{seq['ppl']:.3f}",
+                    "-" if seq is None else f"{seq['ppl']:.3f}",
                     "-" if basic is None else f"{basic['ppl']:.3f}",
                     f"{100 * record['ppl_rel_diff']:+.2f}%",
                 ]

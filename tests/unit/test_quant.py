@@ -144,6 +144,23 @@ def test_gptq_on_uncorrelated_identity_hessian_is_rtn():
     assert torch.equal(q, q_rtn) and torch.allclose(scale, s_rtn)
 
 
+def test_gptq_sequential_false_calibrates_on_dense_activations():
+    """``sequential=False`` (llm-compressor's basic pipeline): block 1 is calibrated on the dense block
+    0's outputs, so it equals quantizing block 1 alone; the default propagates the quantized block 0."""
+    calib = _ids()
+    fake = dict(bits=4, group_size=16, fake=True)
+    only_block1 = tiny_model("llama", seed=0)
+    compress_(only_block1, GPTQConfig(targets=("re:layers\\.1\\.",), **fake), calib, progress=False)
+    dense_stats, propagated = tiny_model("llama", seed=0), tiny_model("llama", seed=0)
+    compress_(dense_stats, GPTQConfig(sequential=False, **fake), calib, progress=False)
+    compress_(propagated, GPTQConfig(**fake), calib, progress=False)
+    key = "model.layers.1.mlp.down_proj.weight"
+    assert torch.equal(dense_stats.state_dict()[key], only_block1.state_dict()[key])
+    assert not torch.equal(propagated.state_dict()[key], only_block1.state_dict()[key])
+    first = "model.layers.0.mlp.down_proj.weight"
+    assert torch.equal(dense_stats.state_dict()[first], propagated.state_dict()[first])
+
+
 def test_awq_output_error_below_rtn_with_salient_channels():
     g = torch.Generator().manual_seed(3)
     x = torch.randn(1024, 128, generator=g)

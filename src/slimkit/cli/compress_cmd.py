@@ -77,6 +77,12 @@ def compress(
         "--true-sequential/--no-true-sequential",
         help="SparseGPT, Wanda, GPTQ: prune (quantize) a block's linears group by group, [q,k,v] -> [o] -> [gate,up] -> [down], statistics re-collected after each.",
     ),
+    sequential: bool | None = typer.Option(
+        None,
+        "--sequential/--no-sequential",
+        help="Wanda, SparseGPT, GPTQ: calibrate each block on the compressed blocks before it (the default) "
+        "or on the dense model (--no-sequential: no propagation pass, llm-compressor's basic pipeline).",
+    ),
     target_params: float | None = typer.Option(
         None, "--target-params", help="Low-rank: parameter reduction of the targeted matrices, in (0, 1)."
     ),
@@ -185,6 +191,7 @@ def compress(
         targets=tuple(targets) or None,
         ignore=tuple(ignore) or None,
         true_sequential=true_sequential,
+        sequential=sequential,
         target_ratio=target_ratio,
         threshold=threshold,
         compute_ratio=compute_ratio,

@@ -96,12 +96,17 @@ class GPTQConfig(QuantConfig):
         true_sequential (bool): quantize a block's linears in groups ``[q,k,v] -> [o] -> [gate,up] ->
             [down]``, re-collecting statistics after each so later groups see the earlier ones
             quantized. Default: True (AutoGPTQ's).
+        sequential (bool): calibrate each block on the outputs of the already-quantized blocks before
+            it (AutoGPTQ's and llm-compressor's sequential pipeline). ``False``: on the dense model's
+            activations, as llm-compressor's ``basic`` pipeline (one block forward per group pass, no
+            propagation pass). Default: True.
     """
 
     blocksize: int = 128
     percdamp: float = 0.01
     act_order: bool = False
     true_sequential: bool = True
+    sequential: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
