@@ -1,0 +1,114 @@
+"""Does llm-compressor's GPTQ do GPTQ here? Layer output error of its codes vs slimkit's vs RTN.
+
+A diagnostic for ``quant_vs_llmcompressor.py``, where llm-compressor's GPTQ lands near RTN's perplexity
+on SmolLM2-135M. On a tiny random LLaMA (2 blocks) both tools quantize the same model (W4, groups of
+16, symmetric min/max, damping 0.01, block 128; slimkit with ``true_sequential=False`` so every linear
+of a block is calibrated from one pass, as llm-compressor's sequential pipeline does) with the same
+calibration ids. For block 0's linears (their inputs are the same in every tool: block 0 is first)
+this prints the relative output error ``||X Ŵᵀ − X Wᵀ|| / ||X Wᵀ||`` on the calibration inputs, and
+the share of weights each tool leaves on RTN's value. JSON: ``benchmarks/results/quant_llmc_layer_error.json``.
+
+    python benchmarks/quant_llmc_layer_error.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import print_table, write_result  # noqa: E402
+from slimkit.compress import build_config, compress_  # noqa: E402
+from slimkit.models import load_model, save_model, tiny_model, tiny_tokenizer  # noqa: E402
+
+
+def llmc_gptq(model_dir: str, calib: torch.Tensor, bits: int, group: int, chunk: int):
+    from llmcompressor import oneshot
+    from llmcompressor.modifiers.gptq import GPTQModifier
+
+    model, tok = load_model(model_dir)
+    weights = {"num_bits": bits, "type": "int", "symmetric": True, "strategy": "group", "group_size": group}
+    scheme = {"group_0": {"targets": ["Linear"], "weights": {**weights, "observer": "minmax"}}}
+    rows = [{"input_ids": x, "attention_mask": torch.ones_like(x)} for x in calib]
+    loader = DataLoader(
+        rows, batch_size=chunk, collate_fn=lambda b: {k: torch.stack([r[k] for r in b]) for k in b[0]}
+    )
+    modifier = GPTQModifier(config_groups=scheme, ignore=["lm_head"], block_size=128, dampening_frac=0.01)
+    oneshot(
+        model=model,
+        processor=tok,
+        dataset=loader,
+        recipe=[modifier],
+        num_calibration_samples=calib.shape[0],
+        max_seq_length=calib.shape[1],
+        pipeline="sequential",
+    )
+    return model
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bits", type=int, default=4)
+    ap.add_argument("--group-size", type=int, default=16)
+    ap.add_argument("--nsamples", type=int, default=16)
+    ap.add_argument("--seqlen", type=int, default=64)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    model_dir = tempfile.mkdtemp(prefix="slimkit-llmc-check-")
+    save_model(tiny_model("llama", seed=0), tiny_tokenizer(), model_dir)
+    dense, _ = load_model(model_dir)
+    calib = torch.randint(3, 512, (args.nsamples, args.seqlen), generator=torch.Generator().manual_seed(0))
+    quant = {"bits": args.bits, "group_size": args.group_size, "fake": True}
+    models = {"rtn": copy.deepcopy(dense), "slimkit gptq": copy.deepcopy(dense)}
+    compress_(models["rtn"], build_config("rtn", **quant), None, progress=False)
+    gptq = build_config("gptq", **quant, true_sequential=False)
+    compress_(models["slimkit gptq"], gptq, calib, chunk_size=8, progress=False)
+    models["llm-compressor gptq"] = llmc_gptq(model_dir, calib, args.bits, args.group_size, 8)
+
+    names = [
+        n
+        for n, m in dense.named_modules()
+        if isinstance(m, torch.nn.Linear) and n.startswith("model.layers.0.")
+    ]
+    inputs: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    hooks = [
+        dense.get_submodule(n).register_forward_pre_hook(
+            lambda mod, a, n=n, store=inputs: store[n].append(a[0].reshape(-1, a[0].shape[-1]))
+        )
+        for n in names
+    ]
+    with torch.no_grad():
+        dense(calib)
+    for h in hooks:
+        h.remove()
+    rows, records = [], []
+    for n in names:
+        x = torch.cat(inputs[n])
+        w = dense.get_submodule(n).weight.detach()
+        ref = x @ w.T
+        rtn_w = models["rtn"].get_submodule(n).weight.detach()
+        row = [n.removeprefix("model.layers.0.")]
+        record = {"linear": n}
+        for label, m in models.items():
+            q = m.get_submodule(n).weight.detach()
+            err = float((x @ q.T - ref).norm() / ref.norm())
+            on_rtn = float((q == rtn_w).float().mean())
+            record[label] = {"rel_output_error": err, "share_on_rtn_value": on_rtn}
+            row += [f"{err:.4f}", f"{on_rtn:.2f}"]
+        rows.append(row)
+        records.append(record)
+    header = ["linear (block 0)"]
+    for label in models:
+        header += [f"{label} error", f"{label} on RTN"]
+    print_table(header, rows)
+    print(f"wrote {write_result('quant_llmc_layer_error', {'args': vars(args), 'linears': records})}")
+
+
+if __name__ == "__main__":
+    main()
