@@ -9,6 +9,8 @@ this prints the relative output error ``||X Ŵᵀ − X Wᵀ|| / ||X Wᵀ||`` on
 the share of weights each tool leaves on RTN's value. JSON: ``benchmarks/results/quant_llmc_layer_error.json``.
 
     python benchmarks/quant_llmc_layer_error.py
+    python benchmarks/quant_llmc_layer_error.py --model smollm2-135m --group-size 64 --nsamples 32 --seqlen 256 \
+        --out-name quant_llmc_layer_error_smollm2     # real-text calibration (python-docs:calib)
 """
 
 from __future__ import annotations
@@ -58,12 +60,28 @@ def main() -> None:
     ap.add_argument("--group-size", type=int, default=16)
     ap.add_argument("--nsamples", type=int, default=16)
     ap.add_argument("--seqlen", type=int, default=64)
+    ap.add_argument("--model", default="tiny", help="tiny (a random 2-block LLaMA) or a model name/directory")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out-name", default="quant_llmc_layer_error")
     args = ap.parse_args()
-    torch.set_num_threads(1)
-    model_dir = tempfile.mkdtemp(prefix="slimkit-llmc-check-")
-    save_model(tiny_model("llama", seed=0), tiny_tokenizer(), model_dir)
-    dense, _ = load_model(model_dir)
-    calib = torch.randint(3, 512, (args.nsamples, args.seqlen), generator=torch.Generator().manual_seed(0))
+    torch.set_num_threads(args.threads)
+    if args.model == "tiny":
+        model_dir = tempfile.mkdtemp(prefix="slimkit-llmc-check-")
+        save_model(tiny_model("llama", seed=0), tiny_tokenizer(), model_dir)
+        dense, _ = load_model(model_dir)
+        calib = torch.randint(
+            3, 512, (args.nsamples, args.seqlen), generator=torch.Generator().manual_seed(0)
+        )
+    else:
+        from slimkit.compress import calibration_for
+        from slimkit.models.named import resolve_model_source
+
+        model_dir = str(resolve_model_source(args.model))
+        dense, tok = load_model(model_dir)
+        gptq_cfg = build_config("gptq", bits=args.bits, group_size=args.group_size)
+        calib = calibration_for(
+            gptq_cfg, tok, "python-docs:calib", nsamples=args.nsamples, seqlen=args.seqlen, seed=0
+        ).ids
     quant = {"bits": args.bits, "group_size": args.group_size, "fake": True}
     models = {"rtn": copy.deepcopy(dense), "slimkit gptq": copy.deepcopy(dense)}
     compress_(models["rtn"], build_config("rtn", **quant), None, progress=False)
@@ -107,7 +125,7 @@ def main() -> None:
     for label in models:
         header += [f"{label} error", f"{label} on RTN"]
     print_table(header, rows)
-    print(f"wrote {write_result('quant_llmc_layer_error', {'args': vars(args), 'linears': records})}")
+    print(f"wrote {write_result(args.out_name, {'args': vars(args), 'linears': records})}")
 
 
 if __name__ == "__main__":
