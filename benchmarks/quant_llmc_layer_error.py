@@ -26,27 +26,25 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import print_table, write_result  # noqa: E402
+from quant_vs_llmcompressor import _llmc_recipe  # noqa: E402
 from slimkit.compress import build_config, compress_  # noqa: E402
 from slimkit.models import load_model, save_model, tiny_model, tiny_tokenizer  # noqa: E402
 
 
 def llmc_gptq(model_dir: str, calib: torch.Tensor, bits: int, group: int, chunk: int):
+    """llm-compressor's GPTQ with ``quant_vs_llmcompressor.py``'s recipe (natural column order)."""
     from llmcompressor import oneshot
-    from llmcompressor.modifiers.gptq import GPTQModifier
 
     model, tok = load_model(model_dir)
-    weights = {"num_bits": bits, "type": "int", "symmetric": True, "strategy": "group", "group_size": group}
-    scheme = {"group_0": {"targets": ["Linear"], "weights": {**weights, "observer": "minmax"}}}
     rows = [{"input_ids": x, "attention_mask": torch.ones_like(x)} for x in calib]
     loader = DataLoader(
         rows, batch_size=chunk, collate_fn=lambda b: {k: torch.stack([r[k] for r in b]) for k in b[0]}
     )
-    modifier = GPTQModifier(config_groups=scheme, ignore=["lm_head"], block_size=128, dampening_frac=0.01)
     oneshot(
         model=model,
         processor=tok,
         dataset=loader,
-        recipe=[modifier],
+        recipe=_llmc_recipe("gptq", bits, group),
         num_calibration_samples=calib.shape[0],
         max_seq_length=calib.shape[1],
         pipeline="sequential",

@@ -144,16 +144,17 @@ def test_gptq_on_uncorrelated_identity_hessian_is_rtn():
     assert torch.equal(q, q_rtn) and torch.allclose(scale, s_rtn)
 
 
-def test_gptq_sequential_false_calibrates_on_dense_activations():
+@pytest.mark.parametrize("config_cls", [GPTQConfig, AWQConfig])
+def test_sequential_false_calibrates_on_dense_activations(config_cls):
     """``sequential=False`` (llm-compressor's basic pipeline): block 1 is calibrated on the dense block
     0's outputs, so it equals quantizing block 1 alone; the default propagates the quantized block 0."""
     calib = _ids()
     fake = dict(bits=4, group_size=16, fake=True)
     only_block1 = tiny_model("llama", seed=0)
-    compress_(only_block1, GPTQConfig(targets=("re:layers\\.1\\.",), **fake), calib, progress=False)
+    compress_(only_block1, config_cls(targets=("re:layers\\.1\\.",), **fake), calib, progress=False)
     dense_stats, propagated = tiny_model("llama", seed=0), tiny_model("llama", seed=0)
-    compress_(dense_stats, GPTQConfig(sequential=False, **fake), calib, progress=False)
-    compress_(propagated, GPTQConfig(**fake), calib, progress=False)
+    compress_(dense_stats, config_cls(sequential=False, **fake), calib, progress=False)
+    compress_(propagated, config_cls(**fake), calib, progress=False)
     key = "model.layers.1.mlp.down_proj.weight"
     assert torch.equal(dense_stats.state_dict()[key], only_block1.state_dict()[key])
     assert not torch.equal(propagated.state_dict()[key], only_block1.state_dict()[key])

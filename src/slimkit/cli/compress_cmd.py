@@ -80,7 +80,7 @@ def compress(
     sequential: bool | None = typer.Option(
         None,
         "--sequential/--no-sequential",
-        help="Wanda, SparseGPT, GPTQ: calibrate each block on the compressed blocks before it (the default) "
+        help="Wanda, SparseGPT, GPTQ, AWQ: calibrate each block on the compressed blocks before it (the default) "
         "or on the dense model (--no-sequential: no propagation pass, llm-compressor's basic pipeline).",
     ),
     target_params: float | None = typer.Option(

@@ -12,9 +12,10 @@ and are accumulated in fp32 (:class:`slimkit.compress.stats.ColumnSqNorm`, one p
 
 ``true_sequential=True`` (not the paper's; off by default) instead scores a block's linears group by
 group, ``[q,k,v] -> [o] -> [gate,up] -> [down]``, each on the inputs the already-pruned groups give,
-as SparseGPT's and GPTQ's option of that name does. It is also cheaper: the runner's output replay
-serves every linear already final, so a block costs about one pruned forward plus the attention of
-each later pass, where the exact rule needs a dense statistics pass and a pruned propagation pass.
+as SparseGPT's and GPTQ's option of that name does. The runner's output replay serves every linear
+already final, so each linear runs once per chunk (pruned) and only attention repeats in the later
+passes, where the paper's rule runs a dense statistics pass and a pruned propagation pass. On
+SmolLM2-135M it was neither fast enough nor as accurate to replace the paper's rule (docs/real_models.md).
 """
 
 from __future__ import annotations

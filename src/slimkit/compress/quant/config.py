@@ -129,10 +129,13 @@ class AWQConfig(QuantConfig):
         grid (int): α values searched, ``α = i / grid`` for ``i = 0 .. grid - 1`` (AutoAWQ's). Default: 20.
         max_tokens (int): calibration tokens kept per input for the search (a random subset when
             there are more; the mean ``|x|`` uses every token). Default: 4096.
+        sequential (bool): as :class:`GPTQConfig`'s: search each block on the quantized blocks'
+            outputs (default) or, ``False``, on the dense model's activations. Default: True.
     """
 
     grid: int = 20
     max_tokens: int = 4096
+    sequential: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -213,7 +213,7 @@ def _calibrated(
         device=device,
         chunk_size=chunk_size,
         sequential_groups=method.sequential_groups(get_adapter(model)),
-        propagate_compressed=getattr(config, "sequential", True),  # AWQ has no such option: always
+        propagate_compressed=config.sequential,
         progress=progress,
         description=name,
     )

@@ -173,7 +173,7 @@ def answer_loss(logits: Tensor, targets: Tensor) -> Tensor:
     A plain token mean would let an ``nd`` description (~40 tokens) outweigh an ``nc`` class name
     (1–4 tokens) tenfold when the tasks are mixed; LLaGA's tasks are meant to count per example.
     """
-    keep = targets != -100
+    keep = targets != IGNORE
     tok = nn.functional.cross_entropy(
         logits.reshape(-1, logits.size(-1)), targets.clamp_min(0).reshape(-1), reduction="none"
     ).view_as(targets)
