@@ -11,6 +11,11 @@ the share of weights each tool leaves on RTN's value. JSON: ``benchmarks/results
     python benchmarks/quant_llmc_layer_error.py
     python benchmarks/quant_llmc_layer_error.py --model smollm2-135m --group-size 64 --nsamples 32 --seqlen 256 \
         --out-name quant_llmc_layer_error_smollm2     # real-text calibration (python-docs:calib)
+
+``--static-groups`` runs slimkit with ``static_groups=True`` (group scales from the unquantized weight,
+llm-compressor 0.14's rule). The script also prints, for every block, the share of weights on which the
+two tools' quantized values agree, by linear: where the two tools' semantics are the same, block 0
+agrees up to float summation order, and any later disagreement is what propagation accumulates.
 """
 
 from __future__ import annotations
@@ -61,6 +66,9 @@ def main() -> None:
     ap.add_argument("--model", default="tiny", help="tiny (a random 2-block LLaMA) or a model name/directory")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out-name", default="quant_llmc_layer_error")
+    ap.add_argument(
+        "--static-groups", action="store_true", help="slimkit with static_groups=True (llm-compressor's rule)"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.model == "tiny":
@@ -83,7 +91,7 @@ def main() -> None:
     quant = {"bits": args.bits, "group_size": args.group_size, "fake": True}
     models = {"rtn": copy.deepcopy(dense), "slimkit gptq": copy.deepcopy(dense)}
     compress_(models["rtn"], build_config("rtn", **quant), None, progress=False)
-    gptq = build_config("gptq", **quant, true_sequential=False)
+    gptq = build_config("gptq", **quant, true_sequential=False, static_groups=args.static_groups)
     compress_(models["slimkit gptq"], gptq, calib, chunk_size=8, progress=False)
     models["llm-compressor gptq"] = llmc_gptq(model_dir, calib, args.bits, args.group_size, 8)
 
@@ -123,7 +131,32 @@ def main() -> None:
     for label in models:
         header += [f"{label} error", f"{label} on RTN"]
     print_table(header, rows)
-    print(f"wrote {write_result(args.out_name, {'args': vars(args), 'linears': records})}")
+    agreement = agreement_by_block(models["slimkit gptq"], models["llm-compressor gptq"])
+    roles = sorted({role for per_block in agreement for role in per_block})
+    print_table(
+        ["block", *roles],
+        [
+            [str(i), *(f"{per_block.get(r, float('nan')):.3f}" for r in roles)]
+            for i, per_block in enumerate(agreement)
+        ],
+    )
+    result = {"args": vars(args), "linears": records, "agreement_by_block": agreement}
+    print(f"wrote {write_result(args.out_name, result)}")
+
+
+def agreement_by_block(a: torch.nn.Module, b: torch.nn.Module) -> list[dict[str, float]]:
+    """Per decoder block, ``{linear role: share of weights where a's and b's quantized values agree}``."""
+    out: list[dict[str, float]] = []
+    for name, module in a.named_modules():
+        parts = name.split(".")
+        if not isinstance(module, torch.nn.Linear) or "layers" not in parts:
+            continue
+        index = int(parts[parts.index("layers") + 1])
+        while len(out) <= index:
+            out.append({})
+        other = b.get_submodule(name).weight.detach()
+        out[index][parts[-1]] = float((module.weight.detach() == other).float().mean())
+    return out
 
 
 if __name__ == "__main__":

@@ -8,8 +8,14 @@ trial's alone). Prints a table with ratios and writes ``benchmarks/results/quant
 Settings (both tools symmetric ``--bits``-bit integer weights, groups of ``--group-size`` columns,
 min/max scales, lm_head left dense):
 
-* ``gptq``: columns in natural order, dynamic group scales (slimkit ``act_order=False``; llm-compressor
-  ``actorder=None``), block 128, damping 0.01, slimkit's true-sequential groups;
+* ``gptq``: each tool's default GPTQ in natural column order (slimkit ``act_order=False``; llm-compressor
+  ``actorder=None``), block 128, damping 0.01, slimkit's true-sequential groups. The group scales differ:
+  slimkit computes a group's when the sweep reaches it, from the error-updated columns (the GPTQ
+  reference's dynamic groups); llm-compressor 0.14 takes them from its weight observer on the unquantized
+  weight before the sweep (static groups, in every column order);
+* ``gptq+static``: ``gptq`` with slimkit's ``static_groups=True``: both tools' group scales fixed from the
+  unquantized weight, the like-for-like perplexity comparison in natural order. ``+static`` combines with
+  ``+no-true-seq`` and ``+onepass`` (``gptq+no-true-seq+static``: the same rule, the same passes);
 * ``gptq+no-true-seq``: ``gptq`` with slimkit's ``true_sequential=False``: every linear of a block
   calibrated from one pass, which is what llm-compressor's sequential pipeline does (one calibration
   pass per decoder layer, then one propagation pass); the like-for-like time comparison;
@@ -63,7 +69,22 @@ from prune_vs_llmcompressor import (  # noqa: E402
     text_sources,
 )
 
-SETTINGS = ("gptq", "gptq+actorder", "gptq+no-true-seq", "gptq+onepass", "awq", "rtn")
+SETTINGS = (
+    "gptq",
+    "gptq+actorder",
+    "gptq+static",
+    "gptq+no-true-seq",
+    "gptq+no-true-seq+static",
+    "gptq+onepass",
+    "gptq+onepass+static",
+    "awq",
+    "rtn",
+)
+
+
+def _flags(setting: str) -> set[str]:
+    """The options after the method: ``gptq+onepass+static`` -> ``{"onepass", "static"}``."""
+    return set(setting.split("+")[1:])
 
 
 def _llmc_recipe(setting: str, bits: int, group: int) -> list:
@@ -84,7 +105,9 @@ def _llmc_recipe(setting: str, bits: int, group: int) -> list:
         }
     }
     if setting.startswith("gptq"):
-        actorder = "weight" if setting == "gptq+actorder" else None
+        # static groups need no option here: llm-compressor 0.14 always takes its scales from the
+        # weight observer on the unquantized weight
+        actorder = "weight" if "actorder" in _flags(setting) else None
         return [
             GPTQModifier(
                 config_groups=scheme,
@@ -122,9 +145,11 @@ def trial(args: argparse.Namespace) -> None:
         method = args.setting.split("+")[0]
         options = {"bits": args.bits, "group_size": args.group_size}
         if method == "gptq":
-            options["act_order"] = args.setting == "gptq+actorder"
-            options["true_sequential"] = args.setting not in ("gptq+no-true-seq", "gptq+onepass")
-            options["sequential"] = args.setting != "gptq+onepass"
+            flags = _flags(args.setting)
+            options["act_order"] = "actorder" in flags
+            options["static_groups"] = "static" in flags
+            options["true_sequential"] = not flags & {"no-true-seq", "onepass"}
+            options["sequential"] = "onepass" not in flags
         cfg = build_config(method, **options)
         compress_(model, cfg, None if method == "rtn" else calib, chunk_size=args.chunk, progress=False)
     else:
@@ -274,9 +299,12 @@ def main() -> None:
         dense_ppl = evaluate_ppl(dense_model, dense_tok, eval_data, args.eval_seqlen)
         del dense_model
         for setting in settings:
-            pipelines = {"rtn": ("sequential",), "gptq+onepass": ("basic",)}.get(
-                setting, tuple(args.pipelines.split(","))
-            )
+            if setting == "rtn":
+                pipelines = ("sequential",)
+            elif "onepass" in _flags(setting):
+                pipelines = ("basic",)
+            else:
+                pipelines = tuple(args.pipelines.split(","))
             ours = run_trial("slimkit", setting, "sequential", model_dir, calib, eval_data, group, args)
             try:
                 theirs = {

@@ -13,6 +13,7 @@ from compressed_tensors.compressors.pack_quantized.base import PackedQuantizatio
 from compressed_tensors.compressors.pack_quantized.helpers import pack_to_int32
 from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
 from safetensors.torch import load_file
+from tests.unit.cli_helpers import run
 from torch import nn
 
 from slimkit.compress import (
@@ -122,18 +123,52 @@ def _correlated_inputs(n: int, dim: int, seed: int = 0) -> torch.Tensor:
     )
 
 
-@pytest.mark.parametrize("act_order", [False, True])
+@pytest.mark.parametrize(("act_order", "static_groups"), [(False, False), (False, True), (True, False)])
 @pytest.mark.parametrize("bits", [3, 4])
-def test_gptq_output_error_below_rtn_on_correlated_inputs(bits, act_order):
+def test_gptq_output_error_below_rtn_on_correlated_inputs(bits, act_order, static_groups):
     x = _correlated_inputs(512, 128)
     w = torch.randn(64, 128, generator=torch.Generator().manual_seed(1))
     H = 2 * x.T @ x / x.shape[0]
-    q, scale, zero = gptq_quantize(w, H, bits, 32, act_order=act_order)
+    q, scale, zero = gptq_quantize(w, H, bits, 32, act_order=act_order, static_groups=static_groups)
     gptq = dequantize(q, scale, zero, 32)
     rtn = fake_quantize(w, bits, 32)
     err_gptq, err_rtn = layer_output_error(w, gptq, x), layer_output_error(w, rtn, x)
     assert err_gptq < 0.7 * err_rtn, (err_gptq, err_rtn)
     assert int(q.min()) >= -(2 ** (bits - 1)) and int(q.max()) <= 2 ** (bits - 1) - 1
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_static_groups_take_their_scales_from_the_unquantized_weight(symmetric):
+    """``static_groups`` (llm-compressor's rule): every group's scale and zero are RTN's on the
+    unquantized ``W``; by default (dynamic groups) a later group's come from its error-updated columns."""
+    x = _correlated_inputs(512, 128)
+    w = torch.randn(64, 128, generator=torch.Generator().manual_seed(1))
+    H = 2 * x.T @ x / x.shape[0]
+    _, s_rtn, z_rtn = quantize_groupwise(w, 4, 32, symmetric=symmetric)
+    _, s_static, z_static = gptq_quantize(w, H, 4, 32, symmetric=symmetric, static_groups=True)
+    _, s_dynamic, z_dynamic = gptq_quantize(w, H, 4, 32, symmetric=symmetric)
+    assert torch.equal(s_static, s_rtn) and torch.equal(z_static, z_rtn)
+    # group 0 is entered before any update reaches it; every later group has moved
+    assert torch.equal(s_dynamic[:, 0], s_rtn[:, 0])
+    assert not torch.allclose(s_dynamic[:, 1:], s_rtn[:, 1:])
+
+
+def test_static_groups_reach_the_model_through_compress():
+    """``GPTQConfig(static_groups=True)`` on a model: each layer's stored scales are RTN's of its dense
+    weight; the default's are not (the option is passed down, not dropped)."""
+    base = tiny_model("llama", seed=0)
+    dense = {
+        n: linear_weight(m).detach().clone() for n, m in base.named_modules() if isinstance(m, nn.Linear)
+    }
+    static, dynamic = copy.deepcopy(base), copy.deepcopy(base)
+    compress_(static, build_config("gptq", bits=4, group_size=16, static_groups=True), _ids(), progress=False)
+    compress_(dynamic, GPTQConfig(bits=4, group_size=16), _ids(), progress=False)
+    moved = 0
+    for name, layer in _quantized(static).items():
+        _, s_rtn, _ = quantize_groupwise(dense[name], 4, 16)
+        assert torch.equal(layer.weight_scale, s_rtn), name
+        moved += not torch.equal(_quantized(dynamic)[name].weight_scale, s_rtn)
+    assert moved == len(_quantized(dynamic)) == 14
 
 
 def test_gptq_on_uncorrelated_identity_hessian_is_rtn():
@@ -307,3 +342,23 @@ def test_models_made_from_the_world_model_default_to_world_data(
     assert derives_from_world_model(str(child)) and derives_from_world_model(str(grandchild))
     assert not derives_from_world_model(str(other)) and not derives_from_world_model(str(tiny_model_dir))
     assert not derives_from_world_model("smollm2-135m")
+
+
+def test_cli_static_groups_flag_reaches_gptq(tiny_model_dir, tmp_path, capsys):
+    """``slimkit compress --method gptq --static-groups``: the saved layers carry RTN's scales of the
+    dense weights (``--dynamic-groups``, the default, does not)."""
+    dense, _ = load_model(tiny_model_dir)
+    weights = {n: linear_weight(m).detach() for n, m in dense.named_modules() if isinstance(m, nn.Linear)}
+    for flag, expect_rtn in (("--static-groups", True), ("--dynamic-groups", False)):
+        out = tmp_path / flag.strip("-")
+        args = ["compress", tiny_model_dir, "--method", "gptq", "--bits", "4", "--group-size", "16", flag]
+        code, _, err = run([*args, "--nsamples", "4", "--seqlen", "16", "--out", out], capsys)
+        assert code == 0, err
+        loaded, _ = load_model(out)
+        layers = _quantized(loaded)
+        assert len(layers) == 14
+        same = [
+            torch.equal(layer.weight_scale, quantize_groupwise(weights[n], 4, 16)[1])
+            for n, layer in layers.items()
+        ]
+        assert all(same) if expect_rtn else not any(same), flag

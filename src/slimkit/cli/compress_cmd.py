@@ -135,6 +135,12 @@ def compress(
     act_order: bool | None = typer.Option(
         None, "--act-order/--no-act-order", help="gptq: quantize columns by decreasing Hessian diagonal."
     ),
+    static_groups: bool | None = typer.Option(
+        None,
+        "--static-groups/--dynamic-groups",
+        help="gptq: group scales from the unquantized weight before the sweep (llm-compressor's rule), or "
+        "from the error-updated columns when the sweep reaches each group (default, GPTQ's reference).",
+    ),
     percdamp: float | None = typer.Option(
         None, "--percdamp", help="gptq: Hessian damping as a fraction of its mean diagonal (default 0.01)."
     ),
@@ -204,6 +210,7 @@ def compress(
         symmetric=symmetric,
         fake=fake or None,
         act_order=act_order,
+        static_groups=static_groups,
         percdamp=percdamp,
         target_width=target_width,
         prune_ratio=prune_ratio,

@@ -93,6 +93,11 @@ class GPTQConfig(QuantConfig):
             group scales are then fixed from the unquantized weight before the sweep (llm-compressor's
             ``actorder="weight"``), so groups stay contiguous columns and the layout does not change.
             Default: False.
+        static_groups (bool): compute every group's scale and zero from the unquantized weight before
+            the sweep, also in natural order (AutoGPTQ's ``static_groups``; what llm-compressor 0.14
+            does, from its weight observer, in every column order). Default: False: each group's
+            parameters are computed when the sweep reaches it, from its columns with every error update
+            so far (the GPTQ reference's); implied by ``act_order`` and by per-channel groups.
         true_sequential (bool): quantize a block's linears in groups ``[q,k,v] -> [o] -> [gate,up] ->
             [down]``, re-collecting statistics after each so later groups see the earlier ones
             quantized. Default: True (AutoGPTQ's).
@@ -105,6 +110,7 @@ class GPTQConfig(QuantConfig):
     blocksize: int = 128
     percdamp: float = 0.01
     act_order: bool = False
+    static_groups: bool = False
     true_sequential: bool = True
     sequential: bool = True
 

@@ -11,10 +11,11 @@ Pre-trained Transformers" (arXiv 2210.17323). For a linear ``W [out, in]`` with 
   ``blocksize``: ``q_j = Q(w_j)`` with the group's scale and zero, ``e_j = (w_j - q_j) / U_jj``, and the
   not-yet-quantized columns of the block absorb it, ``W[:, k] -= e_j · U_jk`` for ``k > j``; after the
   block the columns right of it get the lazy update ``W[:, b2:] -= E · U[b1:b2, b2:]``.
-* Group parameters: without ``act_order`` a group's scale/zero are computed when the sweep reaches its
-  first column, from the columns as updated so far (the reference's dynamic groups); with
-  ``act_order`` (and per channel) they are computed once from the unquantized ``W`` before the sweep,
-  so the stored groups stay contiguous.
+* Group parameters: by default a group's scale/zero are computed when the sweep reaches its first
+  column, from the columns as updated so far (the reference's dynamic groups, AutoGPTQ's
+  ``static_groups=False``). With ``static_groups``, with ``act_order`` and per channel they are computed
+  once from the unquantized ``W`` before the sweep (static groups: what llm-compressor 0.14 does in
+  every column order, from its weight observer), so the stored groups stay contiguous.
 
 The result is the codes, the group parameters and the dequantized weight (written into ``weight``).
 """
@@ -44,6 +45,7 @@ def gptq_quantize(
     blocksize: int = 128,
     percdamp: float = 0.01,
     act_order: bool = False,
+    static_groups: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """GPTQ-quantize ``weight`` ``[out, in]`` (not modified) given its Hessian ``[in, in]``.
 
@@ -65,7 +67,15 @@ def gptq_quantize(
         H = H[perm][:, perm]
     hinv, dead = hessian_inverse_chol(H, percdamp)
     return gptq_sweep(
-        weight, hinv, dead, bits, group_size, symmetric=symmetric, blocksize=blocksize, perm=perm
+        weight,
+        hinv,
+        dead,
+        bits,
+        group_size,
+        symmetric=symmetric,
+        blocksize=blocksize,
+        perm=perm,
+        static_groups=static_groups,
     )
 
 
@@ -79,6 +89,7 @@ def gptq_sweep(
     symmetric: bool = True,
     blocksize: int = 128,
     perm: Tensor | None = None,
+    static_groups: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """GPTQ's column sweep from a prepared Hessian factor (see :func:`gptq_quantize`).
 
@@ -87,6 +98,8 @@ def gptq_sweep(
         hinv / dead: from :func:`~slimkit.compress.stats.hessian_inverse_chol` of the (permuted) Hessian.
         perm: the sweep order of the columns (``act_order``), or ``None`` for natural order; ``hinv``
             and ``dead`` are in that order.
+        static_groups: group parameters from the unquantized ``W`` before the sweep, in any order
+            (always so with ``perm`` or per channel).
     """
     rows, cols = weight.shape
     if hinv.shape != (cols, cols):
@@ -98,9 +111,9 @@ def gptq_sweep(
     if perm is not None:
         dead = dead[torch.argsort(perm)]  # back to natural column order
     W = W.masked_fill(dead.to(W.device).unsqueeze(0), 0.0)
-    # fixed group parameters from the unquantized weight: act order (groups are not visited in order)
-    # and per channel (one group spans the whole row), as the reference does for groupsize -1
-    fixed = perm is not None or group_size is None
+    # fixed group parameters from the unquantized weight: asked for, act order (groups are not visited
+    # in order) and per channel (one group spans the whole row), as the reference does for groupsize -1
+    fixed = static_groups or perm is not None or group_size is None
     if fixed:
         scale, zero = group_params(W, bits, group_size, symmetric=symmetric)
     else:
@@ -185,6 +198,7 @@ class GPTQMethod:
             symmetric=cfg.symmetric,
             blocksize=cfg.blocksize,
             perm=perm,
+            static_groups=cfg.static_groups,
         )
         self.finish(name, module, q, scale, zero)
 
