@@ -137,7 +137,8 @@ def calibration(
     _, tok = load_model(model_dir)
     drawn = draw_calibration(tok, read_documents(source), nsamples=nsamples, seqlen=seqlen, seed=seed)
     safe = source.replace(":", "-").replace("/", "_")
-    path = workdir / f"calib-{Path(str(model_dir)).name}-{safe}-{nsamples}x{seqlen}.safetensors"
+    tail = "" if seed == 0 else f"-seed{seed}"
+    path = workdir / f"calib-{Path(str(model_dir)).name}-{safe}-{nsamples}x{seqlen}{tail}.safetensors"
     save_file({"input_ids": drawn.ids}, str(path))
     return path, drawn.coverage.to_dict()
 

@@ -78,6 +78,7 @@ def main() -> None:
         calib = torch.randint(
             3, 512, (args.nsamples, args.seqlen), generator=torch.Generator().manual_seed(0)
         )
+        heldout = torch.randint(3, 512, (16, args.seqlen), generator=torch.Generator().manual_seed(1))
     else:
         from slimkit.compress import calibration_for
         from slimkit.models.named import resolve_model_source
@@ -87,6 +88,9 @@ def main() -> None:
         gptq_cfg = build_config("gptq", bits=args.bits, group_size=args.group_size)
         calib = calibration_for(
             gptq_cfg, tok, "python-docs:calib", nsamples=args.nsamples, seqlen=args.seqlen, seed=0
+        ).ids
+        heldout = calibration_for(
+            gptq_cfg, tok, "python-docs:eval", nsamples=16, seqlen=args.seqlen, seed=0
         ).ids
     quant = {"bits": args.bits, "group_size": args.group_size, "fake": True}
     models = {"rtn": copy.deepcopy(dense), "slimkit gptq": copy.deepcopy(dense)}
@@ -140,8 +144,72 @@ def main() -> None:
             for i, per_block in enumerate(agreement)
         ],
     )
-    result = {"args": vars(args), "linears": records, "agreement_by_block": agreement}
+    errors = {label: block_errors(dense, m, heldout) for label, m in models.items()}
+    print("teacher-forced block error on held-out text (python-docs:eval for a real model):")
+    print_table(
+        ["block", *(f"{label} block error" for label in models)],
+        [[str(i), *(f"{errors[label][i]:.4f}" for label in models)] for i in range(len(errors["rtn"]))],
+    )
+    result = {
+        "args": vars(args),
+        "linears": records,
+        "agreement_by_block": agreement,
+        "teacher_forced_block_error": errors,
+    }
     print(f"wrote {write_result(args.out_name, result)}")
+
+
+def block_errors(dense: torch.nn.Module, quantized: torch.nn.Module, calib: torch.Tensor) -> list[float]:
+    """Per decoder block ``i``, ``||B̂_i(x_i) - B_i(x_i)|| / ||B_i(x_i) - x_i||`` with ``x_i`` the *dense*
+    model's input to block ``i`` (teacher forcing: each quantized block gets the dense block's input, so
+    a block's error is its own, not what the blocks before it passed on). The denominator is the
+    block's own update to the residual stream."""
+    dense_in: list[torch.Tensor] = []
+    dense_out: list[torch.Tensor] = []
+    errors: list[list[float]] = []
+    dense_layers, quant_layers = dense.model.layers, quantized.model.layers
+
+    def grab_in(module, args, kwargs):
+        dense_in.append(args[0] if args else kwargs["hidden_states"])
+
+    def grab_out(module, args, output):
+        dense_out.append(output[0] if isinstance(output, tuple) else output)
+
+    def feed(i):
+        def hook(module, args, kwargs):
+            if args:
+                return (dense_in[i], *args[1:]), kwargs
+            return args, {**kwargs, "hidden_states": dense_in[i]}
+
+        return hook
+
+    def score(i):
+        def hook(module, args, output):
+            out = output[0] if isinstance(output, tuple) else output
+            update = dense_out[i] - dense_in[i]
+            errors[i].append(float((out - dense_out[i]).norm() / update.norm()))
+
+        return hook
+
+    handles = []
+    for layer in dense_layers:
+        handles.append(layer.register_forward_pre_hook(grab_in, with_kwargs=True))
+        handles.append(layer.register_forward_hook(grab_out))
+    for i, layer in enumerate(quant_layers):
+        errors.append([])
+        handles.append(layer.register_forward_pre_hook(feed(i), with_kwargs=True))
+        handles.append(layer.register_forward_hook(score(i)))
+    try:
+        with torch.no_grad():
+            for start in range(0, calib.shape[0], 8):
+                dense_in.clear()
+                dense_out.clear()
+                dense(calib[start : start + 8])
+                quantized(calib[start : start + 8])
+    finally:
+        for h in handles:
+            h.remove()
+    return [sum(e) / len(e) for e in errors]
 
 
 def agreement_by_block(a: torch.nn.Module, b: torch.nn.Module) -> list[dict[str, float]]:

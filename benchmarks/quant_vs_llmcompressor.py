@@ -247,6 +247,12 @@ def main() -> None:
         help="llm-compressor pipelines to time for calibrated settings (sequential first: the ppl reference)",
     )
     ap.add_argument("--chunk", type=int, default=8)
+    ap.add_argument(
+        "--calib-seeds",
+        default="0",
+        help="calibration draws, comma-separated: each seed is a paired trial of both tools on the same ids; "
+        "with several, a summary gives the mean perplexity difference and its spread",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out-name", default="quant_vs_llmcompressor")
     ap.add_argument("--workdir", default=str(RESULTS.parent / ".work"))
@@ -272,7 +278,7 @@ def main() -> None:
         ap.error(f"unknown setting(s) {unknown}; choose from {SETTINGS}")
     records, rows = [], []
 
-    def save(records: list[dict]) -> Path:
+    def save(records: list[dict], summary: list[dict] | None = None) -> Path:
         return write_result(
             args.out_name,
             {
@@ -284,20 +290,26 @@ def main() -> None:
                 "chunk": args.chunk,
                 "threads": args.threads,
                 "records": records,
+                "seed_summary": summary or [],
             },
         )
 
-    for spec in args.models.split(","):
+    seeds = [int(x) for x in args.calib_seeds.split(",") if x]
+    runs = [(spec, seed) for spec in args.models.split(",") for seed in seeds]
+    dense_ppls: dict[str, tuple[int, float]] = {}
+    for spec, seed in runs:
         group = int(overrides.get(spec, args.group_size))
         model_dir = prepare_model(spec, workdir)
         calib_source, eval_data = text_sources(spec, args)
-        calib, coverage = calibration(model_dir, calib_source, args.nsamples, args.seqlen, 0, workdir)
-        from slimkit.models import load_model
+        calib, coverage = calibration(model_dir, calib_source, args.nsamples, args.seqlen, seed, workdir)
+        if spec not in dense_ppls:
+            from slimkit.models import load_model
 
-        dense_model, dense_tok = load_model(model_dir)
-        n_params = sum(p.numel() for p in dense_model.parameters())
-        dense_ppl = evaluate_ppl(dense_model, dense_tok, eval_data, args.eval_seqlen)
-        del dense_model
+            dense_model, dense_tok = load_model(model_dir)
+            n_params = sum(p.numel() for p in dense_model.parameters())
+            dense_ppls[spec] = (n_params, evaluate_ppl(dense_model, dense_tok, eval_data, args.eval_seqlen))
+            del dense_model
+        n_params, dense_ppl = dense_ppls[spec]
         for setting in settings:
             if setting == "rtn":
                 pipelines = ("sequential",)
@@ -314,7 +326,13 @@ def main() -> None:
             except RuntimeError as e:  # llm-compressor 0.14's AWQ needs an accelerator (pin_memory)
                 error = str(e).strip().splitlines()[-1]
                 records.append(
-                    {"model": spec, "setting": setting, "slimkit": ours, "llmcompressor_error": error}
+                    {
+                        "model": spec,
+                        "setting": setting,
+                        "calib_seed": seed,
+                        "slimkit": ours,
+                        "llmcompressor_error": error,
+                    }
                 )
                 save(records)
                 rows.append(
@@ -333,6 +351,7 @@ def main() -> None:
                 "setting": setting,
                 "group_size": group,
                 "calib_source": calib_source,
+                "calib_seed": seed,
                 "calib_coverage": coverage,
                 "eval_data": eval_data,
                 "dense_ppl": dense_ppl,
@@ -351,7 +370,7 @@ def main() -> None:
             rows.append(
                 [
                     f"{spec} ({n_params / 1e6:.0f}M)",
-                    f"{setting} w{args.bits} g{group}",
+                    f"{setting} w{args.bits} g{group} seed {seed}",
                     ours["time_s"],
                     "-" if seq is None else f"{seq['time_s']:.1f}",
                     "-" if basic is None else f"{basic['time_s']:.1f}",
@@ -383,7 +402,63 @@ def main() -> None:
         ],
         rows,
     )
-    print(f"wrote {save(records)}")
+    summary = seed_summary(records)
+    if summary:
+        print("\nover calibration seeds (paired: both tools on each seed's ids):")
+        print_table(
+            [
+                "model",
+                "setting",
+                "seeds",
+                "ppl slimkit mean",
+                "ppl llm-c mean",
+                "diff mean",
+                "diff min",
+                "diff max",
+            ],
+            [
+                [
+                    s["model"],
+                    s["setting"],
+                    str(s["seeds"]),
+                    f"{s['slimkit_ppl_mean']:.3f}",
+                    f"{s['llmcompressor_ppl_mean']:.3f}",
+                    f"{100 * s['ppl_rel_diff_mean']:+.2f}%",
+                    f"{100 * s['ppl_rel_diff_min']:+.2f}%",
+                    f"{100 * s['ppl_rel_diff_max']:+.2f}%",
+                ]
+                for s in summary
+            ],
+        )
+    print(f"wrote {save(records, summary)}")
+
+
+def seed_summary(records: list[dict]) -> list[dict]:
+    """Per (model, setting) run on two or more calibration seeds: mean perplexities and the paired
+    relative difference (mean, min, max), so the comparison shows its own spread."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in records:
+        if r.get("ppl_rel_diff") is not None:
+            groups.setdefault((r["model"], r["setting"]), []).append(r)
+    out = []
+    for (model, setting), rs in groups.items():
+        if len(rs) < 2:
+            continue
+        diffs = [r["ppl_rel_diff"] for r in rs]
+        ref = [r["llmcompressor"].get("sequential", r["llmcompressor"].get("basic"))["ppl"] for r in rs]
+        out.append(
+            {
+                "model": model,
+                "setting": setting,
+                "seeds": len(rs),
+                "slimkit_ppl_mean": sum(r["slimkit"]["ppl"] for r in rs) / len(rs),
+                "llmcompressor_ppl_mean": sum(ref) / len(rs),
+                "ppl_rel_diff_mean": sum(diffs) / len(diffs),
+                "ppl_rel_diff_min": min(diffs),
+                "ppl_rel_diff_max": max(diffs),
+            }
+        )
+    return out
 
 
 if __name__ == "__main__":
