@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +62,56 @@ def print_table(header: list[str], rows: list[list[Any]]) -> None:
         )
         if k == 0:
             print("  ".join("-" * w for w in widths))
+
+
+def seed_summary(
+    records: list[dict[str, Any]],
+    keys: tuple[str, ...],
+    reference_ppl: Callable[[dict[str, Any]], float],
+) -> list[dict[str, Any]]:
+    """Per group of ``records`` equal on ``keys`` and run on two or more calibration seeds: the mean
+    perplexities of slimkit and the reference, and the paired relative difference (mean, min, max), so
+    a tool comparison shows its own spread. A record needs ``slimkit.ppl`` and ``ppl_rel_diff``."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in records:
+        if r.get("ppl_rel_diff") is not None:
+            groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    out = []
+    for key, rs in groups.items():
+        if len(rs) < 2:
+            continue
+        diffs = [r["ppl_rel_diff"] for r in rs]
+        out.append(
+            {
+                **dict(zip(keys, key, strict=True)),
+                "seeds": len(rs),
+                "slimkit_ppl_mean": sum(r["slimkit"]["ppl"] for r in rs) / len(rs),
+                "reference_ppl_mean": sum(reference_ppl(r) for r in rs) / len(rs),
+                "ppl_rel_diff_mean": sum(diffs) / len(diffs),
+                "ppl_rel_diff_min": min(diffs),
+                "ppl_rel_diff_max": max(diffs),
+            }
+        )
+    return out
+
+
+def print_seed_summary(summary: list[dict[str, Any]], keys: tuple[str, ...]) -> None:
+    """The table of :func:`seed_summary` (nothing when no group ran on several seeds)."""
+    if not summary:
+        return
+    print("\nover calibration seeds (paired: both tools on each seed's ids):")
+    print_table(
+        [*keys, "seeds", "ppl slimkit mean", "ppl reference mean", "diff mean", "diff min", "diff max"],
+        [
+            [
+                *(str(s[k]) for k in keys),
+                str(s["seeds"]),
+                f"{s['slimkit_ppl_mean']:.3f}",
+                f"{s['reference_ppl_mean']:.3f}",
+                f"{100 * s['ppl_rel_diff_mean']:+.2f}%",
+                f"{100 * s['ppl_rel_diff_min']:+.2f}%",
+                f"{100 * s['ppl_rel_diff_max']:+.2f}%",
+            ]
+            for s in summary
+        ],
+    )

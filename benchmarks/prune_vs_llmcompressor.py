@@ -46,7 +46,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, print_table, write_result  # noqa: E402
+from _common import RESULTS, print_seed_summary, print_table, seed_summary, write_result  # noqa: E402
 
 # random-init LLaMA shapes: ~85M (the issue's CPU reference) and ~1B (the GPU benchmark)
 RANDOM_SHAPES = {
@@ -315,6 +315,12 @@ def main() -> None:
     ap.add_argument("--calib-source", default=None, help="calibration text (default: by model, see above)")
     ap.add_argument("--eval-data", default=None, help="perplexity text (default: by model, see above)")
     ap.add_argument("--chunk", type=int, default=8, help="calibration sequences per forward (both tools)")
+    ap.add_argument(
+        "--calib-seeds",
+        default="0",
+        help="calibration draws, comma-separated: each seed is a paired trial of both tools on the same ids; "
+        "with several, a summary gives the mean perplexity difference and its spread",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument(
@@ -347,7 +353,7 @@ def main() -> None:
     records, rows = [], []
     floors: dict[str, dict] = {}
 
-    def save(records: list[dict]) -> Path:
+    def save(records: list[dict], summary: list[dict] | None = None) -> Path:
         """Write what has been measured so far (so a crash or interrupt loses nothing)."""
         return write_result(
             args.out_name,
@@ -362,19 +368,21 @@ def main() -> None:
                 "threads": args.threads,
                 "device": args.device,
                 "records": records,
+                "seed_summary": summary or [],
                 "forward_floor": floors,
             },
         )
 
-    for spec in args.models.split(","):
+    seeds = [int(x) for x in args.calib_seeds.split(",") if x]
+    for spec, seed in [(spec, seed) for spec in args.models.split(",") for seed in seeds]:
         model_dir = prepare_model(spec, workdir)
         calib_source, eval_data = text_sources(spec, args)
-        calib, coverage = calibration(model_dir, calib_source, args.nsamples, args.seqlen, 0, workdir)
+        calib, coverage = calibration(model_dir, calib_source, args.nsamples, args.seqlen, seed, workdir)
         n_params = sum(
             p.numel()
             for p in __import__("slimkit").load_model(model_dir, with_tokenizer=False)[0].parameters()
         )
-        if args.floor:
+        if args.floor and spec not in floors:
             floors[spec] = {
                 kind: run_trial(f"floor-{kind}", "wanda", "unstructured", model_dir, calib, eval_data, args)
                 for kind in ("two_pass", "one_pass")
@@ -397,6 +405,7 @@ def main() -> None:
                 "method": method,
                 "pattern": pattern,
                 "calib_source": calib_source,
+                "calib_seed": seed,
                 "calib_coverage": coverage,
                 "eval_data": eval_data,
                 **res,
@@ -412,7 +421,7 @@ def main() -> None:
             rows.append(
                 [
                     f"{spec} ({n_params / 1e6:.0f}M)",
-                    f"{method} {pattern}",
+                    f"{method} {pattern}" + (f" seed {seed}" if len(seeds) > 1 else ""),
                     s["time_s"],
                     r["time_s"],
                     f"{record['time_ratio']:.2f}x",
@@ -444,7 +453,9 @@ def main() -> None:
         ],
         rows,
     )
-    path = save(records)
+    summary = seed_summary(records, ("model", "method", "pattern"), lambda r: r["llmcompressor"]["ppl"])
+    print_seed_summary(summary, ("model", "method", "pattern"))
+    path = save(records, summary)
     print(f"wrote {path}")
 
 

@@ -59,7 +59,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, print_table, write_result  # noqa: E402
+from _common import RESULTS, print_seed_summary, print_table, seed_summary, write_result  # noqa: E402
 from prune_vs_llmcompressor import (  # noqa: E402
     calibration,
     cpu_seconds,
@@ -402,63 +402,16 @@ def main() -> None:
         ],
         rows,
     )
-    summary = seed_summary(records)
-    if summary:
-        print("\nover calibration seeds (paired: both tools on each seed's ids):")
-        print_table(
-            [
-                "model",
-                "setting",
-                "seeds",
-                "ppl slimkit mean",
-                "ppl llm-c mean",
-                "diff mean",
-                "diff min",
-                "diff max",
-            ],
-            [
-                [
-                    s["model"],
-                    s["setting"],
-                    str(s["seeds"]),
-                    f"{s['slimkit_ppl_mean']:.3f}",
-                    f"{s['llmcompressor_ppl_mean']:.3f}",
-                    f"{100 * s['ppl_rel_diff_mean']:+.2f}%",
-                    f"{100 * s['ppl_rel_diff_min']:+.2f}%",
-                    f"{100 * s['ppl_rel_diff_max']:+.2f}%",
-                ]
-                for s in summary
-            ],
-        )
+    summary = seed_summary(records, ("model", "setting"), _reference_ppl)
+    print_seed_summary(summary, ("model", "setting"))
     print(f"wrote {save(records, summary)}")
 
 
-def seed_summary(records: list[dict]) -> list[dict]:
-    """Per (model, setting) run on two or more calibration seeds: mean perplexities and the paired
-    relative difference (mean, min, max), so the comparison shows its own spread."""
-    groups: dict[tuple[str, str], list[dict]] = {}
-    for r in records:
-        if r.get("ppl_rel_diff") is not None:
-            groups.setdefault((r["model"], r["setting"]), []).append(r)
-    out = []
-    for (model, setting), rs in groups.items():
-        if len(rs) < 2:
-            continue
-        diffs = [r["ppl_rel_diff"] for r in rs]
-        ref = [r["llmcompressor"].get("sequential", r["llmcompressor"].get("basic"))["ppl"] for r in rs]
-        out.append(
-            {
-                "model": model,
-                "setting": setting,
-                "seeds": len(rs),
-                "slimkit_ppl_mean": sum(r["slimkit"]["ppl"] for r in rs) / len(rs),
-                "llmcompressor_ppl_mean": sum(ref) / len(rs),
-                "ppl_rel_diff_mean": sum(diffs) / len(diffs),
-                "ppl_rel_diff_min": min(diffs),
-                "ppl_rel_diff_max": max(diffs),
-            }
-        )
-    return out
+def _reference_ppl(record: dict) -> float:
+    """The perplexity a record's slimkit result is compared with: llm-compressor's sequential pipeline
+    where it ran, else its basic one."""
+    theirs = record["llmcompressor"]
+    return theirs.get("sequential", theirs.get("basic"))["ppl"]
 
 
 if __name__ == "__main__":
