@@ -33,7 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import print_table, write_result  # noqa: E402
 from quant_vs_llmcompressor import _llmc_recipe  # noqa: E402
 from slimkit.compress import build_config, compress_  # noqa: E402
+from slimkit.compress.calibrate import block_index_of  # noqa: E402
 from slimkit.models import load_model, save_model, tiny_model, tiny_tokenizer  # noqa: E402
+from slimkit.models.adapters import get_adapter  # noqa: E402
 
 
 def llmc_gptq(model_dir: str, calib: torch.Tensor, bits: int, group: int, chunk: int):
@@ -167,7 +169,7 @@ def block_errors(dense: torch.nn.Module, quantized: torch.nn.Module, calib: torc
     dense_in: list[torch.Tensor] = []
     dense_out: list[torch.Tensor] = []
     errors: list[list[float]] = []
-    dense_layers, quant_layers = dense.model.layers, quantized.model.layers
+    dense_layers, quant_layers = get_adapter(dense).blocks(dense), get_adapter(quantized).blocks(quantized)
 
     def grab_in(module, args, kwargs):
         dense_in.append(args[0] if args else kwargs["hidden_states"])
@@ -214,16 +216,15 @@ def block_errors(dense: torch.nn.Module, quantized: torch.nn.Module, calib: torc
 
 def agreement_by_block(a: torch.nn.Module, b: torch.nn.Module) -> list[dict[str, float]]:
     """Per decoder block, ``{linear role: share of weights where a's and b's quantized values agree}``."""
-    out: list[dict[str, float]] = []
+    adapter = get_adapter(a)
+    out: list[dict[str, float]] = [{} for _ in adapter.blocks(a)]
     for name, module in a.named_modules():
-        parts = name.split(".")
-        if not isinstance(module, torch.nn.Linear) or "layers" not in parts:
+        if not isinstance(module, torch.nn.Linear) or not name.startswith(adapter.blocks_path + "."):
             continue
-        index = int(parts[parts.index("layers") + 1])
-        while len(out) <= index:
-            out.append({})
         other = b.get_submodule(name).weight.detach()
-        out[index][parts[-1]] = float((module.weight.detach() == other).float().mean())
+        out[block_index_of(name, adapter)][name.rsplit(".", 1)[-1]] = float(
+            (module.weight.detach() == other).float().mean()
+        )
     return out
 
 

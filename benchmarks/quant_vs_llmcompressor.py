@@ -344,7 +344,7 @@ def main() -> None:
                 print(f"llm-compressor {setting} failed: {error}", flush=True)
                 continue
             faster = min(theirs, key=lambda p: theirs[p]["time_s"])
-            reference = theirs.get("sequential", theirs.get("basic"))
+            reference_ppl = _reference_ppl({"llmcompressor": theirs})
             record = {
                 "model": spec,
                 "params": n_params,
@@ -360,8 +360,8 @@ def main() -> None:
                 "faster_pipeline": faster,
                 "time_ratio_vs_faster": ours["time_s"] / theirs[faster]["time_s"],
                 "cpu_ratio_vs_faster": ours["cpu_s"] / theirs[faster]["cpu_s"],
-                "ppl_rel_diff": (ours["ppl"] - reference["ppl"]) / reference["ppl"]
-                if math.isfinite(reference["ppl"])
+                "ppl_rel_diff": (ours["ppl"] - reference_ppl) / reference_ppl
+                if math.isfinite(reference_ppl)
                 else None,
             }
             records.append(record)
