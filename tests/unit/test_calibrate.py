@@ -17,6 +17,7 @@ from slimkit.compress.calibrate import (
     true_sequential_groups,
 )
 from slimkit.compress.prune import select_prune_targets
+from slimkit.compress.prune.base import PRUNERS, Pruner
 from slimkit.core.errors import ConfigError, DataError
 from slimkit.data.calibration import draw_calibration, sample_calibration, spread_starts
 from slimkit.models import tiny_model
@@ -105,6 +106,42 @@ def test_sequential_groups_order(family):
         assert first_block == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     else:
         assert first_block == ["c_attn", "c_proj", "c_fc", "c_proj"]
+
+
+class _GroupRecorder(_Recorder):
+    """A method with ``compress_group``: the runner hands it each group whole."""
+
+    def compress_group(self, group):
+        self.events.append(("group", ",".join(n.rsplit(".", 1)[-1] for n in group)))
+
+
+def test_runner_hands_a_method_with_compress_group_each_group_whole():
+    model = tiny_model("llama", seed=0)
+    adapter = get_adapter(model)
+    recorder = _GroupRecorder()
+    targets = select_prune_targets(model, WandaConfig())
+    run_sequential_(
+        model, recorder, _calib(2), targets, sequential_groups=true_sequential_groups(adapter), progress=False
+    )
+    groups = [e[1] for e in recorder.events if e[0] == "group"]
+    assert not [e for e in recorder.events if e[0] == "compress"]  # never called per linear
+    assert groups[:4] == ["q_proj,k_proj,v_proj", "o_proj", "gate_proj,up_proj", "down_proj"]
+    assert len(groups) == 4 * len(adapter.blocks(model))
+
+
+def test_sparsegpt_group_sweep_equals_per_linear_sweeps(monkeypatch):
+    """SparseGPT prunes q/k/v (and gate/up) in one sweep; the result is the per-linear sweeps'."""
+    calib = _calib(4)
+    together, apart = tiny_model("llama", seed=0), tiny_model("llama", seed=0)
+    config = SparseGPTConfig(sparsity=0.5, pattern="2:4")
+    report = compress_(together, config, calib, progress=False)
+    # the base class's compress_group: one linear at a time, each its own sweep
+    monkeypatch.setattr(PRUNERS.lookup(SparseGPTConfig), "compress_group", Pruner.compress_group)
+    compress_(apart, config, calib, progress=False)
+    for (key, a), b in zip(together.state_dict().items(), apart.state_dict().values(), strict=True):
+        assert torch.equal(a == 0, b == 0), key
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5 * float(b.abs().max() + 1e-12))
+    assert all(row.time_s >= 0 and row.sparsity == pytest.approx(0.5) for row in report.matrices)
 
 
 def test_true_sequential_groups_per_family():

@@ -10,7 +10,12 @@ from slimkit.compress import SparseGPTConfig, WandaConfig, compress_
 from slimkit.compress.calibrate import run_sequential_
 from slimkit.compress.prune import select_prune_targets
 from slimkit.compress.prune.patterns import NMPattern, _lowest_k, nm_mask, select_mask
-from slimkit.compress.prune.sparsegpt import sparsegpt_prune_, sparsegpt_sweep_
+from slimkit.compress.prune.sparsegpt import (
+    nm_span_mask_,
+    sparsegpt_prune_,
+    sparsegpt_sweep_,
+    sparsegpt_sweep_many_,
+)
 from slimkit.compress.stats import ColumnSqNorm, Gram, PerInput, hessian_inverse_chol
 from slimkit.core.errors import ConfigError
 from slimkit.models import tiny_model
@@ -146,6 +151,52 @@ def test_sweep_reuses_one_factor_for_linears_sharing_an_input():
         direct = sparsegpt_prune_(W.clone(), H, 0.5)
         shared = sparsegpt_sweep_(W.clone(), *factor, 0.5)
         assert torch.equal(direct, shared)
+
+
+@pytest.mark.parametrize("pattern", [None, NMPattern(2, 4), NMPattern(4, 8)])
+def test_one_sweep_of_linears_sharing_an_input_equals_their_own_sweeps(pattern):
+    """q/k/v (and gate/up) swept as one stacked matrix: each keeps its own mask and its own sparsity."""
+    X = _correlated(1024, 96, seed=5)
+    X[:, 7] = 0  # a dead input
+    factor = hessian_inverse_chol(2 / X.shape[0] * X.T @ X, 0.01)
+    weights = [torch.randn(rows, 96, generator=_gen(rows)) for rows in (48, 16, 16)]
+    sparsities = [0.5, 0.3, 0.7]  # OWL-style per-linear sparsities (unstructured only)
+    alone = [
+        sparsegpt_sweep_(w.clone(), *factor, s, pattern, 32) for w, s in zip(weights, sparsities, strict=True)
+    ]
+    together = [w.clone() for w in weights]
+    sparsegpt_sweep_many_(together, *factor, sparsities, pattern, 32)
+    for a, t, s in zip(alone, together, sparsities, strict=True):
+        assert torch.equal(a == 0, t == 0)  # the same mask, from each linear's own selection
+        torch.testing.assert_close(t, a, rtol=0, atol=1e-5 * float(a.abs().max()))
+        expected = pattern.n / pattern.m if pattern is not None else s
+        assert float((t[:, [j for j in range(96) if j != 7]] == 0).float().mean()) == pytest.approx(
+            expected, abs=0.02
+        )
+
+
+def test_sweep_many_rejects_mismatched_inputs():
+    factor = hessian_inverse_chol(torch.eye(8), 0.01)
+    with pytest.raises(ValueError, match="one each"):
+        sparsegpt_sweep_many_([torch.randn(4, 8)], *factor, [0.5, 0.5])
+    with pytest.raises(ValueError, match="one each"):
+        sparsegpt_sweep_many_([], *factor, [])
+    with pytest.raises(ValueError, match=r"\[out, 8\]"):
+        sparsegpt_sweep_many_([torch.randn(4, 8), torch.randn(4, 6)], *factor, [0.5, 0.5])
+    with pytest.raises(ConfigError, match="multiple of M"):
+        sparsegpt_sweep_many_([torch.randn(4, 8)], *factor, [0.5], NMPattern(2, 4), blocksize=6)
+
+
+@pytest.mark.parametrize("m", [2, 4, 8, 16, 64])
+def test_nm_span_mask_equals_nm_mask_with_ties(m):
+    g = _gen(m)
+    saliency = torch.randint(0, 3, (m, 200), generator=g).float()  # many ties
+    saliency[:, :5] = 1.0  # whole columns tied
+    n = m // 2
+    out = torch.empty(m, 200, dtype=torch.bool)
+    nm_span_mask_(saliency, n, out=out)
+    assert torch.equal(out, nm_mask(saliency.T, NMPattern(n, m)).T)
+    assert bool((out.sum(0) == n).all())
 
 
 def test_sweep_restores_the_thread_count():
@@ -312,3 +363,25 @@ def test_symmetric_gram_is_the_full_product(width):
     gram.add(x[:100])
     gram.add(x[100:])
     torch.testing.assert_close(gram.value, x.T @ x, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("blocks", [1, 2, 3, 4, 5])
+def test_symmetric_gram_any_block_count_and_accumulation(blocks):
+    from slimkit.compress.stats import symmetric_gram
+
+    x = torch.randn(200, 97, generator=torch.Generator().manual_seed(blocks))
+    got = symmetric_gram(x, blocks)
+    assert torch.equal(got, got.T)
+    torch.testing.assert_close(got, x.T @ x, rtol=1e-5, atol=1e-4)
+    running = symmetric_gram(x[:120], blocks)
+    assert symmetric_gram(x[120:], blocks, out=running) is running  # in place
+    assert torch.equal(running, running.T)
+    torch.testing.assert_close(running, x.T @ x, rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match="expected"):
+        symmetric_gram(x, blocks, out=torch.zeros(4, 4))
+
+
+def test_gram_blocks_follow_the_width():
+    from slimkit.compress.stats import gram_blocks
+
+    assert [gram_blocks(w) for w in (64, 511, 512, 576, 768, 1536, 2048, 4096)] == [1, 1, 2, 2, 2, 4, 5, 11]

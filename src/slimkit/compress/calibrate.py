@@ -49,6 +49,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
+from slimkit.core.allocator import heap_reuse
 from slimkit.core.errors import ConfigError, DataError
 from slimkit.core.progress import progress_bar
 from slimkit.models.adapters import ArchitectureAdapter, get_adapter, linear_weight
@@ -79,7 +80,12 @@ class CalibratedMethod(Protocol):
         """
 
     def compress(self, name: str, module: nn.Module) -> None:
-        """Compress the linear ``name`` in place from the statistics gathered so far."""
+        """Compress the linear ``name`` in place from the statistics gathered so far.
+
+        A method may also define ``compress_group(group)`` (``{name: module}``, one sequential
+        group): the runner then calls it instead of ``compress`` per linear, so linears that share
+        statistics can be compressed together.
+        """
 
     def reset(self) -> None:
         """Drop all accumulated statistics (called after each compressed group)."""
@@ -489,7 +495,9 @@ def run_sequential_(
     last = max(by_block) if by_block else -1
     was_training = model.training
     model.eval()
-    try:
+    # freed activations' memory serves the next pass instead of being unmapped and faulted in again
+    with heap_reuse(), contextlib.ExitStack() as restore:
+        restore.callback(model.train, was_training)
         inputs = capture_block_inputs(
             model,
             calib,
@@ -527,8 +535,6 @@ def run_sequential_(
                     inputs = inputs.for_block(index + 1, outputs)
                 if bar is not None:
                     bar.update(1, block=index)
-    finally:
-        model.train(was_training)
 
 
 def _calibrate_block(
@@ -564,8 +570,12 @@ def _calibrate_block(
                 keep_outputs=keep,
                 before_chunk=new_chunk if replay_chunk is None else _both(new_chunk, replay_chunk),
             )
-        for name, module in group.items():
-            method.compress(name, module)
+        compress_group = getattr(method, "compress_group", None)
+        if compress_group is not None:
+            compress_group(group)
+        else:
+            for name, module in group.items():
+                method.compress(name, module)
         method.reset()
         if keep:
             reuse = outputs

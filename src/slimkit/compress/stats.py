@@ -47,9 +47,16 @@ class _RunningSum:
     def term(inputs: Tensor) -> Tensor:
         raise NotImplementedError
 
+    @classmethod
+    def accumulate(cls, value: Tensor, inputs: Tensor) -> None:
+        """``value += term(inputs)`` in place (a subclass may do it without the intermediate term)."""
+        value.add_(cls.term(inputs))
+
     def add(self, inputs: Tensor) -> None:
-        term = self.term(inputs)
-        self.value = term if self.value is None else self.value.add_(term)
+        if self.value is None:
+            self.value = self.term(inputs)
+        else:
+            self.accumulate(self.value, inputs)
         self.tokens += int(inputs.shape[0])
         self.updates += 1
 
@@ -73,24 +80,47 @@ class ColumnSqNorm(_RunningSum):
 
 
 SYMMETRIC_GRAM_MIN = 512  # input width from which the Gram term is built from its upper blocks
+GRAM_BLOCK_WIDTH = 384  # about the width of those blocks (measured fastest on CPU: benchmarks/gram.py)
 
 
-def symmetric_gram(x: Tensor) -> Tensor:
-    """``x^T x`` (``x: [N, d]`` -> ``[d, d]``) from three half-size products instead of one full one.
+def gram_blocks(width: int) -> int:
+    """How many column blocks :func:`symmetric_gram` splits an input of ``width`` into."""
+    return 1 if width < SYMMETRIC_GRAM_MIN else max(2, round(width / GRAM_BLOCK_WIDTH))
 
-    ``x^T x`` is symmetric, so with ``x = [a | b]`` only ``a^T a``, ``a^T b`` and ``b^T b`` are
-    computed and ``b^T a = (a^T b)^T`` is copied: 3/4 of the multiply-adds. Each entry is still one
-    dot product over the N tokens, the same as in the full product (on this project's CPUs the result
-    is bitwise the full product's; ``benchmarks/gram.py`` checks and times it).
+
+def symmetric_gram(x: Tensor, blocks: int | None = None, *, out: Tensor | None = None) -> Tensor:
+    """``x^T x`` (``x: [N, d]`` -> ``[d, d]``) from the products of its upper blocks only.
+
+    ``x^T x`` is symmetric, so with ``x = [x_1 | ... | x_k]`` (``k`` column blocks) only the
+    ``k (k + 1) / 2`` products ``x_i^T x_j``, ``i <= j``, are computed and ``x_j^T x_i = (x_i^T x_j)^T``
+    is copied: ``(k + 1) / (2k)`` of the multiply-adds (3/4 for ``k = 2``, 5/8 for ``k = 4``). Each entry
+    is still one dot product over the N tokens, the same as in the full product (on this project's
+    CPUs the result is bitwise the full product's; ``benchmarks/gram.py`` checks and times it).
+
+    Args:
+        x: ``[N, d]``.
+        blocks: ``k``; default :func:`gram_blocks` (blocks about :data:`GRAM_BLOCK_WIDTH` wide).
+        out: ``[d, d]`` to accumulate into (``out += x^T x``, each block with one ``addmm_``, no
+            intermediate); a new tensor when ``None``.
     """
     d = x.shape[1]
-    h = d // 2
-    a, b = x[:, :h], x[:, h:]
-    out = x.new_empty(d, d)
-    out[:h, :h] = a.T @ a
-    out[:h, h:] = a.T @ b
-    out[h:, h:] = b.T @ b
-    out[h:, :h] = out[:h, h:].T
+    k = gram_blocks(d) if blocks is None else max(1, min(int(blocks), d))
+    fresh = out is None
+    if out is None:
+        out = x.new_empty(d, d)
+    elif out.shape != (d, d):
+        raise ValueError(f"out has shape {tuple(out.shape)}, expected ({d}, {d})")
+    edges = [d * i // k for i in range(k + 1)]
+    parts = [x[:, lo:hi] for lo, hi in zip(edges, edges[1:], strict=False)]
+    for i in range(k):
+        for j in range(i, k):
+            block = out[edges[i] : edges[i + 1], edges[j] : edges[j + 1]]
+            if fresh:
+                block.copy_(parts[i].T @ parts[j])
+            else:
+                block.addmm_(parts[i].T, parts[j])
+            if j > i:
+                out[edges[j] : edges[j + 1], edges[i] : edges[i + 1]] = block.T
     return out
 
 
@@ -107,7 +137,11 @@ class Gram(_RunningSum):
 
     @staticmethod
     def term(inputs: Tensor) -> Tensor:
-        return symmetric_gram(inputs) if inputs.shape[1] >= SYMMETRIC_GRAM_MIN else inputs.T @ inputs
+        return symmetric_gram(inputs)
+
+    @classmethod
+    def accumulate(cls, value: Tensor, inputs: Tensor) -> None:
+        symmetric_gram(inputs, out=value)
 
     def hessian(self) -> Tensor:
         """``2/N * X^T X`` (a new tensor; the accumulator is unchanged)."""

@@ -34,17 +34,13 @@ def release_freed_memory() -> bool:
     memory a process has dropped leaves its resident set. Freed small blocks otherwise stay mapped
     (measured: a 100k-node graph freed after partitioning left 146 of its 194 MiB resident; trimmed,
     22). Returns whether a trim ran (False off glibc)."""
-    import ctypes
-    import ctypes.util
     import gc
 
+    from slimkit.core.allocator import libc
+
     gc.collect()
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        trim = getattr(libc, "malloc_trim", None)
-    except OSError:
-        return False
+    lib = libc()
+    trim = getattr(lib, "malloc_trim", None) if lib is not None else None
     if trim is None:
         return False
     trim(0)

@@ -127,16 +127,28 @@ class Pruner:
         sparsity = self.sparsity_for[name]
         start = time.perf_counter()
         self.prune_(name, module, sparsity)
+        self.record(name, module, time.perf_counter() - start)
+
+    def compress_group(self, group: Mapping[str, nn.Module]) -> None:
+        """Compress the linears of one sequential group (the runner's call); one by one by default.
+
+        A pruner that can prune several linears together (SparseGPT: one sweep for the linears that
+        share a Hessian) overrides this and calls :meth:`record` for each.
+        """
+        for name, module in group.items():
+            self.compress(name, module)
+
+    def record(self, name: str, module: nn.Module, elapsed: float) -> None:
+        """Keep the report row of ``name``, just pruned in ``elapsed`` seconds."""
         weight = linear_weight(module)
         if weight.device.type == "cuda":
             torch.cuda.synchronize(weight.device)
-        elapsed = time.perf_counter() - start
         self.zeros[name] = weight.numel() - int(torch.count_nonzero(weight))
         self.records[name] = MatrixReport(
             name=name,
             shape=(int(weight.shape[0]), int(weight.shape[1])),
             sparsity=self.zeros[name] / weight.numel(),
-            target_sparsity=float(sparsity),
+            target_sparsity=float(self.sparsity_for[name]),
             time_s=elapsed,
         )
 
