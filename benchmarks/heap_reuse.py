@@ -13,44 +13,21 @@ setting never inherits the other's heap. Prints every trial, the medians and the
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, print_table, write_result  # noqa: E402
-from prune_vs_llmcompressor import calibration, prepare_model, text_sources  # noqa: E402
+from prune_vs_llmcompressor import calibration, prepare_model, run_trial, text_sources  # noqa: E402
 
 
-def trial(model_dir, calib: Path, threads: int, chunk: int, reuse: bool) -> dict:
-    cmd = [
-        sys.executable,
-        str(Path(__file__).resolve().parent / "prune_vs_llmcompressor.py"),
-        "--trial",
-        "--tool",
-        "floor-two_pass",
-        "--method",
-        "wanda",
-        "--pattern",
-        "unstructured",
-        "--model-dir",
-        str(model_dir),
-        "--calib",
-        str(calib),
-        "--threads",
-        str(threads),
-        "--chunk",
-        str(chunk),
-    ]
-    env = {**os.environ, "SLIMKIT_PROGRESS": "0", "SLIMKIT_HEAP_REUSE": "1" if reuse else "0"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    for line in proc.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])
-    raise RuntimeError(f"trial failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+def trial(model_dir, calib: Path, data: str, args: argparse.Namespace, reuse: bool) -> dict:
+    """One floor trial in its own process (prune_vs_llmcompressor's), heap reuse on or off."""
+    with mock.patch.dict(os.environ, {"SLIMKIT_HEAP_REUSE": "1" if reuse else "0"}):  # inherited
+        return run_trial("floor-two_pass", "wanda", "unstructured", model_dir, calib, data, args)
 
 
 def main() -> None:
@@ -65,12 +42,13 @@ def main() -> None:
     workdir = RESULTS.parent / ".work"
     workdir.mkdir(parents=True, exist_ok=True)
     model_dir = prepare_model(args.model, workdir)
-    source, _ = text_sources(args.model, argparse.Namespace(calib_source=None, eval_data=None))
+    source, data = text_sources(args.model, argparse.Namespace(calib_source=None, eval_data=None))
+    args.device, args.eval_seqlen = "cpu", args.seqlen  # what run_trial passes on (no evaluation here)
     calib, _ = calibration(model_dir, source, args.nsamples, args.seqlen, 0, workdir)
     runs: list[dict] = []
     for repeat in range(args.repeats):
         for reuse in (True, False):
-            res = trial(model_dir, calib, args.threads, args.chunk, reuse)
+            res = trial(model_dir, calib, data, args, reuse)
             runs.append({"repeat": repeat, "heap_reuse": reuse, **res})
             print(f"repeat {repeat} heap_reuse={reuse}: {res['time_s']:.1f} s", flush=True)
     med = {r: statistics.median(x["time_s"] for x in runs if x["heap_reuse"] == r) for r in (True, False)}

@@ -106,10 +106,12 @@ def symmetric_gram(x: Tensor, blocks: int | None = None, *, out: Tensor | None =
     d = x.shape[1]
     k = gram_blocks(d) if blocks is None else max(1, min(int(blocks), d))
     fresh = out is None
+    if out is not None and out.shape != (d, d):
+        raise ValueError(f"out has shape {tuple(out.shape)}, expected ({d}, {d})")
+    if k == 1:
+        return x.T @ x if out is None else out.addmm_(x.T, x)
     if out is None:
         out = x.new_empty(d, d)
-    elif out.shape != (d, d):
-        raise ValueError(f"out has shape {tuple(out.shape)}, expected ({d}, {d})")
     edges = [d * i // k for i in range(k + 1)]
     parts = [x[:, lo:hi] for lo, hi in zip(edges, edges[1:], strict=False)]
     for i in range(k):

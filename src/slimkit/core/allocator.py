@@ -8,18 +8,19 @@ different sizes alternate in a transformer block's forward (``[chunk, seq, hidde
 ``[chunk, seq, intermediate]`` MLP states, Gram terms), so every pass keeps mapping new pages and
 faulting them in one 4 KiB page at a time. Measured on SmolLM2-135M, exact Wanda's two passes per
 block with a method that does nothing, 32 x 512 tokens, 2 threads, 2-core VM (``python
-benchmarks/prune_vs_llmcompressor.py --trial --tool floor-two_pass ...``, alternated, two runs each):
-44.7 and 47.9 s with freed memory kept, 56.1 and 55.5 s with glibc's defaults; ``benchmarks/heap_reuse.py``
-repeats that comparison. The faults are the elementwise ops' and the MLP matmuls' extra time.
+benchmarks/heap_reuse.py --repeats 2``, alternated subprocess trials): 42.1 and 42.7 s with freed
+memory kept, 45.3 and 44.8 s with glibc's defaults (0.94x; earlier single trials on a busier machine
+gave 44.7/47.9 against 56.1/55.5 s). The faults are the elementwise ops' and the MLP matmuls' extra time.
 
 :func:`heap_reuse` raises both thresholds for the duration of a block (mmap threshold to glibc's
 maximum, 32 MiB on 64-bit; trim threshold to 2 GiB), so a freed activation's memory serves the next
 one. glibc's own dynamic adjustment cannot be switched back on once a threshold is set, and fixed
 128 KiB thresholds (its starting values) would leave the rest of the process mapping every large
-tensor anew (the test suite took 532 s that way, 283 s as below; one run each). So on leaving, the thresholds are set to
-where glibc's dynamic rule ends up after freeing a block at the mmap cap (mmap threshold 32 MiB, trim
-threshold twice that), and the free heap is handed back to the OS with ``malloc_trim``: the process's
-resident memory after calibration is what it holds, not what it held at the peak. Only glibc has ``mallopt``; elsewhere, or with ``SLIMKIT_HEAP_REUSE=0``, it does
+tensor anew (the test suite took 532 s that way, 283 s as below; one run each). So on leaving, the
+thresholds are set to where glibc's dynamic rule ends up after freeing a block at the mmap cap (mmap
+threshold 32 MiB, trim threshold twice that), and the free heap is handed back to the OS with
+``malloc_trim``: the process's resident memory after calibration is what it holds, not what it held
+at the peak. Only glibc has ``mallopt``; elsewhere, or with ``SLIMKIT_HEAP_REUSE=0``, it does
 nothing. The results of the computation do not depend on it, only the time.
 """
 

@@ -17,6 +17,8 @@ Frantar, Alistarh, "SparseGPT: Massive Language Models Can Be Accurately Pruned 
 * For each column ``j``: ``q = w`` with masked entries zeroed, ``err = (w - q) / Hinv_jj``, and the
   not-yet-visited columns of the block absorb it: ``W[:, j:] -= err ⊗ Hinv[j, j:]``. After the block,
   the columns to its right get the lazy batch update ``W[:, b2:] -= Err @ Hinv[b1:b2, b2:]``.
+* Linears that share an input (q/k/v, gate/up) are swept as one matrix stacked along ``out``
+  (:func:`sparsegpt_sweep_many_`): every step is row-wise, so each keeps its own result.
 
 Defaults: ``blocksize=128``, ``percdamp=0.01``, ``true_sequential=False`` (when true, the linears of
 a block are pruned in the order ``[q,k,v] -> [o] -> [gate,up] -> [down]`` with statistics
@@ -94,8 +96,6 @@ def sparsegpt_prune_(
     cols = weight.shape[1]
     if hessian.shape != (cols, cols):
         raise ValueError(f"hessian has shape {tuple(hessian.shape)}, expected ({cols}, {cols})")
-    if pattern is not None and blocksize % pattern.m != 0:
-        raise ConfigError(f"blocksize={blocksize} is not a multiple of M={pattern.m}")
     hinv, dead = hessian_inverse_chol(hessian.to(weight.device), percdamp)
     return sparsegpt_sweep_(weight, hinv, dead, sparsity, pattern, blocksize)
 
@@ -189,16 +189,14 @@ def sparsegpt_sweep_many_(
             d = torch.diagonal(Hinv1)
             inv_d = d.reciprocal().unsqueeze(1)
             err = torch.empty_like(Wb)
+            mask = torch.empty_like(Wb, dtype=torch.bool)
             if pattern is None:  # each linear's mask of the whole block, from its saliency at the block start
-                mask = torch.empty_like(Wb, dtype=torch.bool)
                 for sparsity, r0, r1 in zip(sparsities, edges, edges[1:], strict=False):
-                    saliency = Wb[:, r0:r1].T.square() / d.square().unsqueeze(
-                        0
-                    )  # [out, block], as the reference
+                    # [out_k, block], as the reference
+                    saliency = Wb[:, r0:r1].T.square() / d.square().unsqueeze(0)
                     mask[:, r0:r1] = select_mask(saliency, sparsity, None, group="matrix").T
                 scale = mask.to(Wt.dtype) * inv_d  # err_j = w_j / d_j where pruned, else 0
             else:
-                mask = torch.empty_like(Wb, dtype=torch.bool)
                 scale = torch.empty_like(Wb)
                 inv_d2 = inv_d.square()
             for s1 in range(0, b2 - b1, sub):
